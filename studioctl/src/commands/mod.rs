@@ -1,0 +1,5 @@
+pub mod daemon;
+pub mod logs;
+pub mod run;
+pub mod runs;
+pub mod ui;

@@ -1,0 +1,248 @@
+//! `studio run [flags] script.py [args]`.
+
+use crate::cli::RunArgs;
+use crate::client::{encode_segment, Client};
+use anyhow::{bail, Context};
+use hyper::Method;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use studio_core::api::{Experiment, RunRequest, Status};
+use studio_core::config::{Config, Resources};
+use studio_core::duration::parse_seconds;
+use studio_core::paths::StudioPaths;
+
+pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> {
+    reject_unsupported(&args)?;
+    let request = build_request(&paths, &args)?;
+    let client = Client::new(paths, args.config.clone());
+    let experiment: Experiment = client
+        .json(Method::POST, "/api/v1/experiments", Some(&request))
+        .await?;
+    let key = experiment.key.clone();
+
+    if args.detach {
+        println!("{key}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if experiment.status.is_final() {
+        return Ok(report_end(&experiment));
+    }
+    eprintln!("studio: experiment {key} running; Ctrl-C stops it");
+
+    let follow = crate::commands::logs::copy_output(&client, &key, 0, true);
+    tokio::pin!(follow);
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            result = &mut follow => {
+                result?;
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                if interrupts == 1 {
+                    eprintln!("\nstudio: stopping experiment {key} (press Ctrl-C again to leave it running)");
+                    let path = format!("/api/v1/experiments/{}/stop", encode_segment(&key));
+                    if let Err(error) = client.json::<Experiment>(Method::POST, &path, None::<&()>).await {
+                        eprintln!("studio: cannot stop {key}: {error:#}");
+                    }
+                } else {
+                    eprintln!("\nstudio: detached; experiment {key} goes on: `studio logs -f {key}` follows it, `studio runs stop {key}` stops it");
+                    return Ok(ExitCode::from(130));
+                }
+            }
+        }
+    }
+
+    let path = format!("/api/v1/experiments/{}", encode_segment(&key));
+    let finished: Experiment = client.json(Method::GET, &path, None::<&()>).await?;
+    Ok(report_end(&finished))
+}
+
+/// Prints how the experiment ended and returns the exit code of `studio
+/// run`: the script's own, or 128 + the signal that ended it.
+fn report_end(experiment: &Experiment) -> ExitCode {
+    let key = &experiment.key;
+    let reason = experiment
+        .reason
+        .as_deref()
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
+    let code = match (experiment.exit_code, experiment.signal) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    match experiment.status {
+        Status::Finished => {
+            eprintln!("studio: experiment {key} finished");
+            ExitCode::SUCCESS
+        }
+        Status::Failed => {
+            eprintln!("studio: experiment {key} failed{reason}");
+            exit_code(code)
+        }
+        Status::Stopped => {
+            eprintln!("studio: experiment {key} stopped{reason}");
+            exit_code(if code == 0 { 130 } else { code })
+        }
+        status => {
+            eprintln!("studio: experiment {key} is {status}{reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1))
+}
+
+/// Flags that later versions will support; they fail before anything is
+/// created instead of being silently ignored.
+fn reject_unsupported(args: &RunArgs) -> anyhow::Result<()> {
+    let unsupported: [(&str, bool); 15] = [
+        (
+            "--queue",
+            args.queue.as_deref().is_some_and(|queue| queue != "local"),
+        ),
+        ("--cloud", args.cloud.is_some()),
+        ("--bid", args.bid.is_some()),
+        ("--capture-once", !args.capture_once.is_empty()),
+        ("--capture", !args.capture.is_empty()),
+        ("--reuse", !args.reuse.is_empty()),
+        ("--hyperparam", !args.hyperparam.is_empty()),
+        ("--optimizer", args.optimizer.is_some()),
+        ("--num-workers", args.num_workers.is_some()),
+        ("--python-pkg", !args.python_pkg.is_empty()),
+        ("--ssh-keypair", args.ssh_keypair.is_some()),
+        ("--cloud-timeout", args.cloud_timeout.is_some()),
+        ("--user-startup-script", args.user_startup_script.is_some()),
+        ("--container", args.container.is_some()),
+        ("--port", !args.port.is_empty()),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
+        bail!("{flag} is not supported yet by this version of Studio; run without it");
+    }
+    if args.branch.is_some() {
+        bail!("--branch is not supported yet by this version of Studio; run without it");
+    }
+    Ok(())
+}
+
+fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunRequest> {
+    let script = args.command.first().cloned().context("no script given")?;
+    let script_args = args.command[1..].to_vec();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let module = script.contains("::");
+    if !module && !cwd.join(&script).is_file() {
+        bail!(
+            "script {script} not found in {}: check the path, or use package::module for a module",
+            cwd.display()
+        );
+    }
+    let python = find_python()?;
+
+    let loaded = Config::load(args.config.as_deref(), &paths.config_file(), |name| {
+        std::env::var(name).ok()
+    })?;
+    for warning in &loaded.warnings {
+        eprintln!("studio: warning: {warning}");
+    }
+    let config = loaded.config;
+
+    let max_duration = args
+        .max_duration
+        .as_deref()
+        .map(parse_seconds)
+        .transpose()
+        .context("--max-duration")?;
+    if let Some(seconds) = max_duration {
+        if seconds <= 0.0 {
+            bail!(
+                "invalid --max-duration {:?}: it must be more than 0",
+                args.max_duration.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let lifetime = args
+        .lifetime
+        .as_deref()
+        .map(parse_seconds)
+        .transpose()
+        .context("--lifetime")?
+        .or(config.experiment_lifetime);
+    let stop_grace = args
+        .stop_grace
+        .as_deref()
+        .map(parse_seconds)
+        .transpose()
+        .context("--stop-grace")?
+        .or(Some(config.stop_grace));
+    if let Some(metric) = &args.metric {
+        validate_metric(metric)?;
+    }
+
+    Ok(RunRequest {
+        experiment: args.experiment.clone(),
+        project: args.project.clone(),
+        script,
+        args: script_args,
+        cwd,
+        python,
+        env: std::env::vars().collect::<BTreeMap<_, _>>(),
+        config_env: config.env.clone(),
+        resources: resources(&config.resources_needed, args),
+        max_duration,
+        lifetime,
+        metric: args.metric.clone(),
+        stop_grace,
+    })
+}
+
+fn validate_metric(metric: &str) -> anyhow::Result<()> {
+    let (name, mode) = metric.split_once(':').unwrap_or((metric, ""));
+    if name.is_empty() {
+        bail!("invalid --metric {metric:?}: give a name, as in --metric loss:min");
+    }
+    if !matches!(mode, "" | "min" | "max" | "last" | "final") {
+        bail!("invalid --metric {metric:?}: the part after ':' must be min or max (or nothing for the last value)");
+    }
+    Ok(())
+}
+
+/// The Python that `python3` names on the caller's PATH, so the experiment
+/// runs in the same (virtual) environment as the user's shell.
+fn find_python() -> anyhow::Result<PathBuf> {
+    if let Some(python) = std::env::var_os("STUDIOML_PYTHON") {
+        return Ok(PathBuf::from(python));
+    }
+    which::which("python3")
+        .or_else(|_| which::which("python"))
+        .context(
+            "python3 not found on PATH: install Python 3 or set STUDIOML_PYTHON to an interpreter",
+        )
+}
+
+fn resources(defaults: &Resources, args: &RunArgs) -> Resources {
+    let mut resources = defaults.clone();
+    if args.cpus.is_some() {
+        resources.cpus = args.cpus;
+    }
+    if args.gpus.is_some() {
+        resources.gpus = args.gpus;
+    }
+    if args.gpu_count.is_some() {
+        resources.gpu_count = args.gpu_count;
+    }
+    if args.ram.is_some() {
+        resources.ram = args.ram.clone();
+    }
+    if args.hdd.is_some() {
+        resources.hdd = args.hdd.clone();
+    }
+    if args.gpu_mem.is_some() {
+        resources.gpu_mem = args.gpu_mem.clone();
+    }
+    resources
+}

@@ -1,0 +1,236 @@
+//! The two listeners: the Unix socket (mode 0600, callers identified by
+//! their peer credentials) and the loopback HTTP port (guarded against DNS
+//! rebinding and cross-site requests).
+
+use crate::daemon::Daemon;
+use anyhow::{bail, Context};
+use axum::extract::connect_info::Connected;
+use axum::extract::Request;
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::{TcpListener, UnixListener};
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    Unix { uid: u32, gid: u32 },
+    Tcp(SocketAddr),
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(credentials) => Peer::Unix {
+                uid: credentials.uid(),
+                gid: credentials.gid(),
+            },
+            // Without credentials the caller is treated as nobody.
+            Err(_) => Peer::Unix {
+                uid: u32::MAX - 1,
+                gid: u32::MAX - 1,
+            },
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer::Tcp(*stream.remote_addr())
+    }
+}
+
+/// Binds the Unix socket, replacing a stale socket file but never one that
+/// a live daemon answers on.
+pub fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another studiod answers on {}: stop it with `studio daemon stop` first",
+                path.display()
+            );
+        }
+        tracing::warn!(socket = %path.display(), "removing a stale socket file");
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Binds the HTTP port; a busy port is logged and the daemon goes on with
+/// the Unix socket alone.
+pub async fn bind_tcp(setting: &str) -> Option<TcpListener> {
+    if setting == "off" {
+        return None;
+    }
+    let address: SocketAddr = match setting.parse() {
+        Ok(address) => address,
+        Err(error) => {
+            tracing::error!(setting, %error, "invalid HTTP address; serving the Unix socket only");
+            return None;
+        }
+    };
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "the HTTP API listens on a non-loopback address and has no authentication");
+    }
+    match TcpListener::bind(address).await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%address, %error, "cannot open the HTTP port; serving the Unix socket only (set server.http in the config to another port)");
+            None
+        }
+    }
+}
+
+/// Serves until SIGTERM, SIGINT or a shutdown request.
+pub async fn serve(daemon: Arc<Daemon>, unix: UnixListener, tcp: Option<TcpListener>) {
+    let router = crate::api::router(daemon.clone());
+    let http_router = router
+        .clone()
+        .merge(crate::web::router())
+        .layer(axum::middleware::from_fn(guard_loopback));
+
+    let unix_server = axum::serve(unix, router.into_make_service_with_connect_info::<Peer>());
+    let tcp_server = async move {
+        match tcp {
+            Some(listener) => {
+                axum::serve(
+                    listener,
+                    http_router.into_make_service_with_connect_info::<Peer>(),
+                )
+                .await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot handle SIGTERM");
+                return;
+            }
+        };
+    tokio::select! {
+        result = unix_server => if let Err(error) = result { tracing::error!(%error, "the Unix socket server failed") },
+        result = tcp_server => if let Err(error) = result { tracing::error!(%error, "the HTTP server failed") },
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = daemon.shutdown.notified() => {}
+    }
+}
+
+/// Rejects requests whose `Host` is not a loopback name (DNS rebinding) and
+/// state-changing requests sent by a page of another origin.
+async fn guard_loopback(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_authority(host) {
+        return reject(format!(
+            "Host {host:?} is not a loopback name: open the dashboard at http://127.0.0.1 or http://localhost"
+        ));
+    }
+    let changes_state = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if changes_state {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|value| value.to_str().ok());
+        if let Some(origin) = origin {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or("");
+            if authority != host {
+                return reject(format!(
+                    "cross-origin {} from {origin:?} rejected: only pages served by studiod may change experiments",
+                    request.method()
+                ));
+            }
+        }
+        let fetch_site = request
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|value| value.to_str().ok());
+        if fetch_site == Some("cross-site") {
+            return reject(format!("cross-site {} rejected", request.method()));
+        }
+    }
+    next.run(request).await
+}
+
+fn reject(message: String) -> Response {
+    tracing::warn!(%message, "request rejected");
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(studio_core::api::ErrorBody { error: message }),
+    )
+        .into_response()
+}
+
+/// True for `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_authorities() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback_authority(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:5000",
+            "10.0.0.1:5000",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!is_loopback_authority(host), "{host}");
+        }
+    }
+}
