@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs Studio's whole test suite on a fresh machine: installs what the tests
+# need, checks formatting and lints, builds the binaries, and runs the Rust
+# and Python tests. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tests and examples must never look for cloud credentials on metadata
+# addresses.
+export AWS_EC2_METADATA_DISABLED=true
+
+echo "== Python environment for experiments and Python tests (.venv)"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# Experiments started by the tests run the python3 found on PATH.
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo build"
+cargo build --workspace --quiet
+
+echo "== cargo test"
+cargo test --workspace --quiet
+
+if [ -d python/tests ]; then
+    echo "== pytest"
+    python -m pytest python/tests -q
+fi
