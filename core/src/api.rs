@@ -109,6 +109,16 @@ pub struct RunRequest {
     pub metric: Option<String>,
     /// Seconds between SIGTERM and SIGKILL on stop.
     pub stop_grace: Option<f64>,
+    /// `local` puts the experiment on studiod's local queue, which starts
+    /// it when a worker slot is free; absent means start it now.
+    pub queue: Option<String>,
+    /// Experiments of the local queue that run at once for this request;
+    /// default one per free GPU, else one.
+    pub num_workers: Option<u32>,
+    /// Hyperparameter values of this experiment, recorded on it.
+    pub hyperparameters: BTreeMap<String, String>,
+    /// Artifacts to add to the experiment's mapping (`fs_tracker.get_artifact`).
+    pub artifacts: BTreeMap<String, PathBuf>,
 }
 
 impl fmt::Debug for RunRequest {
@@ -205,6 +215,9 @@ pub struct Experiment {
     /// User who asked for the stop.
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// Values of the hyperparameters searched, by name, as substituted.
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 impl Experiment {
@@ -301,6 +314,56 @@ pub struct ErrorBody {
 /// `PUT /api/v1/experiments/{key}/tags`: tags to set; an empty value
 /// removes the tag.
 pub type TagsRequest = BTreeMap<String, String>;
+
+/// `POST /api/v1/searches`: a hyperparameter search, run as experiments of
+/// one project on the local queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Template of every experiment; `experiment` is the prefix of their
+    /// keys and `queue` is ignored.
+    pub run: RunRequest,
+    /// `NAME=SPEC` as given to `--hyperparam`.
+    pub hyperparams: Vec<String>,
+    /// `grid` (the default), `random`, `random:TRIALS`, `cmaes`, or the path
+    /// of a Python file that defines an `Optimizer` class.
+    pub optimizer: Option<String>,
+    /// The config's `optimizer:` section.
+    pub optimizer_config: serde_json::Value,
+}
+
+/// The best experiment of a search so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchBest {
+    pub key: String,
+    /// The metric's value, or the fitness when the search has no metric.
+    pub value: f64,
+    pub hyperparameters: BTreeMap<String, String>,
+}
+
+/// Answer of `POST /api/v1/searches` and `GET /api/v1/searches/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchInfo {
+    pub id: String,
+    pub project: String,
+    pub optimizer: String,
+    /// Keys of the experiments created so far, in order.
+    pub experiments: Vec<String>,
+    /// Number of experiments the search will run, when known in advance
+    /// (grid and random); optimizers that adapt may stop earlier.
+    pub total: Option<usize>,
+    /// Experiments that have ended, whatever their status.
+    pub ended: usize,
+    pub failed: usize,
+    pub workers: usize,
+    pub metric: Option<String>,
+    pub best: Option<SearchBest>,
+    /// True when every experiment has ended and no more will be created.
+    pub done: bool,
+    pub stopped: bool,
+    /// Why the search ended early, such as a plugin optimizer that failed.
+    pub error: Option<String>,
+}
 
 /// Removes `user:password@` from a URL so it can be recorded.
 pub fn strip_credentials(url: &str) -> String {

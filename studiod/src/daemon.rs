@@ -42,6 +42,10 @@ pub struct Daemon {
     pub(crate) creating: Mutex<()>,
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
+    /// The local queue's pending experiments and worker slots.
+    pub queue: crate::queue::LocalQueue,
+    /// Hyperparameter searches started since the daemon started.
+    pub searches: crate::search::Searches,
 }
 
 impl Daemon {
@@ -119,6 +123,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         creating: Mutex::new(()),
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
+        queue: Default::default(),
+        searches: Default::default(),
     });
 
     let unix = crate::server::bind_unix(&paths.socket)?;

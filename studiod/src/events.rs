@@ -46,12 +46,30 @@ pub enum Event {
     ExperimentCreated(Box<Created>),
     ExperimentStarted(Started),
     EnvironmentRecorded(EnvironmentRecorded),
-    GitRecorded { git: Option<GitInfo> },
-    TagsChanged { tags: BTreeMap<String, String> },
-    StopRequested { by: String },
+    GitRecorded {
+        git: Option<GitInfo>,
+    },
+    TagsChanged {
+        tags: BTreeMap<String, String>,
+    },
+    StopRequested {
+        by: String,
+    },
     ExperimentFinished(Finished),
-    ExperimentInterrupted { reason: String },
-    ExperimentDeleted { by: String },
+    ExperimentInterrupted {
+        reason: String,
+    },
+    ExperimentDeleted {
+        by: String,
+    },
+    /// Put on the local queue; started when a worker slot is free.
+    ExperimentQueued,
+    /// A new value of the experiment's `--metric`, from its output or its
+    /// TensorBoard files.
+    MetricReported {
+        value: f64,
+        step: Option<i64>,
+    },
 }
 
 impl Event {
@@ -67,6 +85,8 @@ impl Event {
             Event::ExperimentFinished(_) => "ExperimentFinished",
             Event::ExperimentInterrupted { .. } => "ExperimentInterrupted",
             Event::ExperimentDeleted { .. } => "ExperimentDeleted",
+            Event::ExperimentQueued => "ExperimentQueued",
+            Event::MetricReported { .. } => "MetricReported",
         }
     }
 }
@@ -93,6 +113,8 @@ pub struct Created {
     pub lifetime: Option<f64>,
     #[serde(default)]
     pub metric: Option<String>,
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +181,7 @@ mod tests {
                 max_duration: Some(60.0),
                 lifetime: None,
                 metric: Some("loss:min".into()),
+                hyperparameters: [("lr".to_string(), "0.1".to_string())].into(),
             })),
             Event::ExperimentStarted(Started {
                 pid: 42,
@@ -186,6 +209,11 @@ mod tests {
                 reason: "gone".into(),
             },
             Event::ExperimentDeleted { by: "ada".into() },
+            Event::ExperimentQueued,
+            Event::MetricReported {
+                value: 0.0,
+                step: Some(3),
+            },
         ]
     }
 

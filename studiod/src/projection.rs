@@ -94,6 +94,7 @@ impl Projection {
                 lifetime: created.lifetime,
                 tags: BTreeMap::new(),
                 stopped_by: None,
+                hyperparameters: created.hyperparameters.clone(),
             };
             self.insert(experiment);
             return;
@@ -153,6 +154,14 @@ impl Projection {
                 experiment.time_finished = Some(envelope.time);
             }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
+            Event::ExperimentQueued => experiment.status = Status::Queued,
+            Event::MetricReported { value, .. } => {
+                experiment.metric_value = Some(crate::metrics::fold_metric(
+                    experiment.metric.as_deref(),
+                    experiment.metric_value,
+                    *value,
+                ));
+            }
         }
         let new_status = experiment.status;
         if new_status != old_status {
@@ -446,6 +455,7 @@ const FIELD_NAMES: &[&str] = &[
     "lifetime",
     "tags",
     "stopped_by",
+    "hyperparameters",
 ];
 
 fn parse_fields(fields: Option<&str>) -> Result<Option<Vec<String>>, QueryError> {
@@ -508,6 +518,7 @@ mod tests {
             max_duration: None,
             lifetime: None,
             metric: Some("loss:min".into()),
+            hyperparameters: BTreeMap::new(),
         }))
     }
 

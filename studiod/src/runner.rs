@@ -56,6 +56,9 @@ impl Daemon {
         request: RunRequest,
         caller: Caller,
     ) -> Result<Experiment, ApiError> {
+        if request.queue.as_deref() == Some("local") {
+            return self.enqueue_single(request, caller).await;
+        }
         let module = request.script.contains("::");
         validate_request(&request, module)?;
 
@@ -98,6 +101,7 @@ impl Daemon {
             max_duration: request.max_duration,
             lifetime: request.lifetime,
             metric: request.metric.clone(),
+            hyperparameters: request.hyperparameters.clone(),
         };
         self.log
             .append(&key, Event::ExperimentCreated(Box::new(created)))
@@ -149,7 +153,7 @@ impl Daemon {
 
     /// Prepares the experiment's directory, starts its supervisor and
     /// records the start. Errors are reasons to record on the experiment.
-    async fn launch(
+    pub(crate) async fn launch(
         self: &Arc<Self>,
         key: &str,
         request: &RunRequest,
@@ -167,6 +171,7 @@ impl Daemon {
                 .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
             artifacts.insert(tag.to_string(), directory);
         }
+        artifacts.extend(request.artifacts.clone());
         std::fs::create_dir_all(&run_dir)
             .map_err(|error| format!("cannot create {}: {error}", run_dir.display()))?;
         std::fs::File::create(&output)
@@ -237,6 +242,7 @@ impl Daemon {
             self.clone()
                 .watch(key.to_string(), Some(child), Some(running)),
         );
+        tokio::spawn(self.clone().follow_metrics(key.to_string()));
         tokio::spawn(self.clone().probe(
             key.to_string(),
             request.python.clone(),
@@ -436,6 +442,9 @@ impl Daemon {
     pub async fn adopt_unfinished(self: &Arc<Self>) {
         let keys = self.read_projection().unfinished();
         for key in keys {
+            if self.requeue(&key).await {
+                continue;
+            }
             let run_dir = self.run_dir(&key);
             if let Some(exit) = supervisor::read_exit(&run_dir) {
                 tracing::info!(key, "experiment ended while studiod was down");
@@ -448,6 +457,7 @@ impl Daemon {
                         || process::is_alive(running.pid, running.pid_start_time) =>
                 {
                     tracing::info!(key, pid = running.pid, "re-adopted a running experiment");
+                    tokio::spawn(self.clone().follow_metrics(key.clone()));
                     tokio::spawn(self.clone().watch(key, None, Some(running)));
                 }
                 Some(_) => {
@@ -608,7 +618,7 @@ impl Daemon {
     }
 }
 
-fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
+pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
     if request.script.is_empty() {
         return Err(ApiError::bad_request(
             "no script given: pass a .py file or package::module",
@@ -661,7 +671,7 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Makes a key such as `1733350000_3f2a9c1e`: the Unix time, then random hex.
-fn generate_key() -> String {
+pub(crate) fn generate_key() -> String {
     let seconds = events::now() as u64;
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{seconds}_{}", &random[..8])
