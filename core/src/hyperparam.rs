@@ -1,9 +1,9 @@
 //! Hyperparameter specs of `studio run --hyperparam NAME=SPEC`, and the
 //! substitution of values into a copy of the script.
 //!
-//! Grid specs keep StudioML's syntax with its bugs fixed: ranges never
-//! overshoot their end, `a:uN:b` works as documented, a zero step or a log
-//! range through 0 is an error instead of a crash or `nan`, and values print
+//! Grid specs keep StudioML's syntax with its bugs fixed. Ranges never
+//! overshoot their end and `a:uN:b` works as documented. A zero step or a
+//! log range through 0 is an error instead of a crash or `nan`. Values print
 //! as clean decimals (`0.06`, not `0.060000000000000005`). Values are
 //! computed as `a + i * step` in `f64` and then rounded to 12 significant
 //! digits, which removes the binary noise of every spec a user can type.
@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Most values one grid parameter may expand to; a larger grid is almost
-/// certainly a typo such as a step of `0.0001` instead of a count.
+/// Maximum number of values of one grid parameter. A larger grid is almost
+/// certainly a typo, such as a step of `0.0001` instead of a count.
 pub const MAX_GRID_VALUES: usize = 100_000;
 
 /// A bad `--hyperparam` value, with the value and the fix in the message.
@@ -218,8 +218,8 @@ pub fn format_number(number: f64) -> String {
     format!("{rounded}")
 }
 
-/// Every combination of the parameters' values (their Cartesian product),
-/// in order: the last parameter varies fastest.
+/// Builds every combination of the parameters' values (their Cartesian
+/// product). The last parameter varies fastest.
 pub fn grid_product(params: &[GridParam]) -> Vec<BTreeMap<String, String>> {
     let mut combinations = vec![BTreeMap::new()];
     for param in params {
@@ -623,7 +623,9 @@ mod tests {
     #[test]
     fn optimizer_ranges() {
         let lr = OptimizerParam::parse("lr=0.0001:0.1:lr").unwrap();
-        assert!(lr.log && lr.random_init && !lr.unbounded);
+        assert!(lr.log);
+        assert!(lr.random_init);
+        assert!(!lr.unbounded);
         assert_eq!(lr.array_length, None);
         assert_eq!(format_number(lr.from_unit(0.0)), "0.0001");
         assert_eq!(format_number(lr.from_unit(1.0)), "0.1");
@@ -632,7 +634,8 @@ mod tests {
         let weights = OptimizerParam::parse("w=5:5:10:alu").unwrap();
         assert_eq!(weights.array_length, Some(10));
         assert_eq!(weights.dimensions(), 10);
-        assert!(weights.unbounded && weights.log);
+        assert!(weights.unbounded);
+        assert!(weights.log);
 
         let plain = OptimizerParam::parse("x=-5:5").unwrap();
         assert_eq!(plain.from_unit(0.5), 0.0);

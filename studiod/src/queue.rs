@@ -3,7 +3,7 @@
 //!
 //! A group is a hyperparameter search (its id) or `local` for `studio run
 //! --queue local`. Each group has its own slot count (`--num-workers`, by
-//! default one per free GPU, else one) and its own pool of GPUs; an
+//! default one per free GPU, else one) and its own pool of GPUs. An
 //! experiment started on a host with GPUs gets the pool's least used GPU as
 //! `CUDA_VISIBLE_DEVICES`. What the scheduler needs to start an experiment
 //! is kept in `queued.json` (mode 0600, because it holds the environment) in
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use studio_core::api::{Experiment, RunRequest, Status};
 
-/// File in the experiment's directory that holds its [`QueuedSpec`].
+/// File in the experiment's directory that contains its [`QueuedSpec`].
 const QUEUED_FILE: &str = "queued.json";
 
 /// GPUs whose used memory is below this many MiB count as free.
@@ -244,7 +244,7 @@ impl Daemon {
     }
 
     /// Puts a queued experiment found in the log at start-up back on the
-    /// queue; returns false when it is not queued or its spec is unreadable.
+    /// queue. Returns false when it is not queued or its spec is unreadable.
     pub(crate) async fn requeue(self: &Arc<Self>, key: &str) -> bool {
         if self.experiment(key).map(|experiment| experiment.status) != Some(Status::Queued) {
             return false;

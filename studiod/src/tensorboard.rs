@@ -80,7 +80,7 @@ const DT_INT32: i32 = 3;
 const DT_INT64: i32 = 9;
 
 impl TensorProto {
-    /// The value of a tensor with exactly one element, else `None`.
+    /// Returns the value of a tensor with exactly one element, else `None`.
     fn scalar(&self) -> Option<f64> {
         let elements: i64 = self
             .tensor_shape
@@ -236,7 +236,7 @@ pub fn event_files(directory: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Every scalar under `directory` by tag: `[[step, wall_time, value], ...]`
+/// Reads every scalar under `directory`, by tag: `[[step, wall_time, value], ...]`
 /// in file order. Files in a subdirectory (a TensorBoard "run" such as
 /// `train/`) get the subdirectory as a prefix: `train/loss`. Corrupt files
 /// are left out and reported in the error list.

@@ -524,7 +524,7 @@ fn interrupt_stops_the_whole_search() {
 fn fifty_workspaces_share_one_copy() {
     const MIB: usize = 1024 * 1024;
     let studio = Studio::new();
-    studio.write("job.py", "i = 0\nprint('i:', i)\n");
+    studio.write("job.py", "i = 0\nprint('index:', i)\n");
     // Incompressible-looking data, written for real (not a sparse file).
     let mut block = vec![0u8; MIB];
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -548,7 +548,7 @@ fn fifty_workspaces_share_one_copy() {
             "--num-workers",
             "2",
             "--metric",
-            "i",
+            "index",
             "-hp",
             "i=1:50",
             "job.py",
@@ -588,4 +588,66 @@ fn fifty_workspaces_share_one_copy() {
         "together {together} KiB vs workspace {workspace} KiB"
     );
     assert!(workspace >= 500 * 1024);
+}
+
+#[test]
+fn gpus_are_shared_out_one_per_experiment() {
+    let mut studio = Studio::new();
+    // A stand-in for nvidia-smi that reports two idle GPUs and one busy one.
+    let bin = studio.work().join("fake-bin");
+    std::fs::create_dir_all(&bin).expect("bin directory");
+    let fake = bin.join("nvidia-smi");
+    std::fs::write(&fake, "#!/bin/sh\nprintf '0, 3\\n1, 40000\\n2, 0\\n'\n")
+        .expect("fake nvidia-smi");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    studio.env("PATH", &path);
+    studio.write(
+        "gpu.py",
+        "import os, time\ntrial = 0\ntime.sleep(1)\nprint('device:', os.environ['CUDA_VISIBLE_DEVICES'], trial)\n",
+    );
+    let output = run_ok(
+        &studio,
+        &["run", "--metric", "device", "-hp", "trial=1:4", "gpu.py"],
+    );
+    assert!(output.contains("best "), "{output}");
+    let experiments = project_experiments(&studio, "hyperparam_gpu");
+    assert_eq!(experiments.len(), 4);
+    // One worker per free GPU (0 and 2), never GPU 1, which is busy.
+    assert_eq!(max_concurrency(&experiments), 2);
+    for (index, left) in experiments.iter().enumerate() {
+        let device = left["metric_value"].as_f64().expect("device");
+        assert!(device == 0.0 || device == 2.0, "{left}");
+        for right in &experiments[index + 1..] {
+            let overlap = left["time_started"].as_f64() < right["time_finished"].as_f64()
+                && right["time_started"].as_f64() < left["time_finished"].as_f64();
+            if overlap {
+                assert_ne!(
+                    left["metric_value"], right["metric_value"],
+                    "{left} {right}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn queued_experiments_survive_a_daemon_restart() {
+    let studio = Studio::new();
+    studio.write("slow.py", "import time\ntime.sleep(2)\nprint('done')\n");
+    studio.write("slower.py", "import time\ntime.sleep(8)\nprint('done')\n");
+    let first = studio.detach(&["--queue", "local", "--num-workers", "1", "slower.py"]);
+    let second = studio.detach(&["--queue", "local", "--num-workers", "1", "slow.py"]);
+    studio.wait_for_status(&first, "running");
+    run_ok(&studio, &["daemon", "stop"]);
+    wait_until("studiod to stop", || studio.daemon_pid().is_none());
+    // The next command starts a new daemon, which queues the second again.
+    assert_eq!(studio.experiment(&second)["status"], "queued");
+    studio.wait_for_status(&first, "finished");
+    studio.wait_for_status(&second, "finished");
 }

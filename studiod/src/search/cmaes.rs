@@ -3,8 +3,8 @@
 //! with its default learning rates. The search runs in a unit cube: 0 is
 //! each range's MIN and 1 its MAX (in `log10` for `l` parameters), and
 //! candidates outside `[0, 1]` are clipped for evaluation unless the
-//! parameter is unbounded (`u`). Fitness is maximised, like StudioML's
-//! plugin, which told CMA `-fitness`.
+//! parameter is unbounded (`u`). Fitness is maximised, as in StudioML's
+//! plugin, which passed `-fitness` to a minimiser.
 //!
 //! NOTE: written here rather than taken from the `cmaes` crate because that
 //! crate pulls in nalgebra, a long build on small machines; the problems of
@@ -124,7 +124,7 @@ impl CmaEs {
         Candidate::from_values(&self.params, &values)
     }
 
-    /// Generations told so far.
+    /// Number of generations whose fitness has been reported.
     pub fn generation(&self) -> usize {
         self.generation
     }

@@ -90,7 +90,7 @@ impl SearchState {
 
 impl Daemon {
     /// Validates a search, copies the workspace once and starts the search
-    /// in the background; the answer lists no experiments yet.
+    /// in the background. The returned info lists no experiments yet.
     pub async fn start_search(
         self: &Arc<Self>,
         request: SearchRequest,
@@ -410,9 +410,9 @@ impl Daemon {
         tracing::info!(search = state.id, experiments = keys.len(), "search ended");
     }
 
-    /// Waits until every experiment of a generation has ended, or until
-    /// `skip_gen_thres` of them have and no result came for
-    /// `skip_gen_timeout` seconds; the rest are then stopped.
+    /// Waits until every experiment of a generation has ended. When
+    /// `skip_gen_thres` of them have ended and no result came for
+    /// `skip_gen_timeout` seconds, it stops the rest and returns.
     async fn wait_for_generation(
         &self,
         state: &SearchState,
@@ -545,7 +545,7 @@ fn mentions(text: &str, name: &str) -> bool {
     })
 }
 
-/// What the request asks for, checked before anything is copied.
+/// The optimizer and its parameters, checked before anything is copied.
 enum Plan {
     Grid(Vec<BTreeMap<String, String>>),
     Random(Vec<OptimizerParam>, usize),

@@ -29,7 +29,7 @@ impl Candidate {
         candidate
     }
 
-    /// Every value as text, arrays as `[a, b, ...]`, for the record.
+    /// Formats every value as text, arrays as `[a, b, ...]`, for the record.
     pub fn describe(&self) -> BTreeMap<String, String> {
         let mut values = self.scalars.clone();
         for (name, array) in &self.arrays {
@@ -41,10 +41,10 @@ impl Candidate {
 }
 
 pub trait Optimizer: Send {
-    /// The next batch of candidates; empty when the search is over.
+    /// Proposes the next batch of candidates, empty when the search is over.
     fn ask(&mut self) -> Result<Vec<Candidate>, String>;
-    /// The fitness of the last batch, in the order asked; `None` for an
-    /// experiment that printed none.
+    /// Reports the fitness of the last batch, in the order proposed. A
+    /// report without fitness is an experiment that printed none.
     fn tell(&mut self, reports: &[FitnessReport]) -> Result<(), String>;
     /// False for optimizers that never read fitness (grid, random): their
     /// batches run without waiting for the previous one.

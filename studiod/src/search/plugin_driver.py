@@ -3,8 +3,8 @@
 studiod starts `python plugin_driver.py PLUGIN.py` and talks to it in JSON
 lines. The first line it sends is {"hyperparameters": [...], "config": {...}};
 then each line is {"op": "ask"} or {"op": "tell", "fitnesses": [...],
-"behaviors": [...] or null}. Each answer is one line: {"ok": true, ...} or
-{"ok": false, "error": "..."}. The plugin's own prints go to stderr, which
+"behaviors": [...] or null}. The driver replies with one line each:
+{"ok": true, ...} or {"ok": false, "error": "..."}. The plugin's own prints go to stderr, which
 studiod keeps in the search's optimizer.log.
 
 The plugin file defines `Optimizer(hyperparameters, config, logger)` with

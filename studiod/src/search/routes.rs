@@ -54,7 +54,7 @@ pub async fn stop_search(
 
 /// `GET /api/v1/experiments/{key}/scalars`: every TensorBoard scalar of the
 /// experiment's `tb` directory as `{"tag": [[step, wall_time, value], ...]}`.
-/// Corrupt files are logged and left out after their last good record.
+/// Corrupt files are logged and left out.
 pub async fn experiment_scalars(
     State(daemon): State<Arc<Daemon>>,
     Path(key): Path<String>,

@@ -1,7 +1,7 @@
 //! Workspaces of a search's experiments. The user's directory is copied
-//! once into the search's private `base`; each experiment's workspace is a
+//! once into the search's private `base`. Each experiment's workspace is a
 //! tree of hard links to `base`, so unchanged files take no extra space,
-//! and the substituted script is written as a fresh file. Nothing ever links
+//! and its substituted script is written as a fresh file. Nothing ever links
 //! to the user's own files, so a script that writes into a file of its
 //! workspace cannot change them (it can change `base` and the other
 //! experiments' copies of that file, as in StudioML's shared workspace).
