@@ -341,9 +341,8 @@ fn array_parameters_are_npy_artifacts() {
     let studio = Studio::new();
     studio.write(
         "arrays.py",
-        "import json, os\nimport numpy as np\n\
-         mapping = json.load(open(os.environ['STUDIOML_ARTIFACT_MAPPING']))\n\
-         w = np.load(mapping['w'])\n\
+        "import numpy as np\nfrom studio import fs_tracker\n\
+         w = np.load(fs_tracker.get_artifact('w'))\n\
          scale = 1.0\n\
          print('shape:', w.shape[0])\n\
          print('fitness:', float(np.sum(w)) * scale)\n",

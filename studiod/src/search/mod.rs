@@ -38,6 +38,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The searches of this daemon (since it started) and the experiments
 /// whose metric reader has finished.
+///
+/// NOTE: searches live in memory only. After a restart their queued
+/// experiments still run, but an adaptive optimizer's later generations are
+/// never created and `GET /api/v1/searches/{id}` no longer finds them.
 #[derive(Default)]
 pub struct Searches {
     searches: Mutex<HashMap<String, Arc<SearchState>>>,
@@ -96,6 +100,11 @@ impl Daemon {
         request: SearchRequest,
         caller: Caller,
     ) -> Result<SearchInfo, ApiError> {
+        if caller.uid == Caller::ANONYMOUS_UID {
+            return Err(ApiError::forbidden(
+                "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start searches with `studio run` on the host",
+            ));
+        }
         let mut template = request.run;
         if template.script.contains("::") {
             return Err(ApiError::bad_request(format!(
@@ -378,6 +387,25 @@ impl Daemon {
         drop(optimizer);
 
         let keys = lock(&state.keys).clone();
+        if state.is_stopped() {
+            // Experiments created while the stop request went through were
+            // not in its list.
+            for key in &keys {
+                let running = self
+                    .experiment(key)
+                    .is_some_and(|experiment| !experiment.status.is_final());
+                if running {
+                    if let Err(error) = self.stop_experiment(key, &caller).await {
+                        tracing::warn!(
+                            search = state.id,
+                            key,
+                            error = error.message,
+                            "cannot stop an experiment of the search"
+                        );
+                    }
+                }
+            }
+        }
         let metric = state.metric.is_some();
         loop {
             let pending = keys.iter().any(|key| {

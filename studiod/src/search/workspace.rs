@@ -14,6 +14,8 @@ use studio_core::hyperparam::substitute;
 /// Copies `source` into `target` (which must not exist): files, directories
 /// and symbolic links (as links). `skip` is left out, so a Studio home
 /// inside the user's directory is not copied into itself.
+///
+/// NOTE: `.studioml_ignore` is not applied yet, so every file is copied.
 pub fn copy_tree(source: &Path, target: &Path, skip: &Path) -> io::Result<u64> {
     let mut bytes = 0;
     std::fs::create_dir_all(target)?;
