@@ -389,11 +389,16 @@ class _Run:
         return self._iterate_buffered(pairs)
 
     def _iterate_inline(self, pairs):
-        """Apply a pipe without buffered stages in the caller's thread."""
+        """Apply a pipe without buffered stages in the caller's thread.
+
+        A pipe without any stage returns every value unchanged.
+        """
         try:
             for seq, (key, value) in enumerate(pairs):
                 self.items_read += 1
-                item_kept, value = self.apply_item(self.leading_stage, value)
+                item_kept = True
+                if self.leading_stage is not None:
+                    item_kept, value = self.apply_item(self.leading_stage, value)
                 if item_kept:
                     self.items_received += 1
                     yield seq, key, value

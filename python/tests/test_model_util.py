@@ -177,6 +177,13 @@ def test_non_collection_rejected(data):
         threaded_pipe(double)(data)
 
 
+def test_empty_pipe_returns_values():
+    pipe = ModelPipe()
+
+    assert pipe({"a": 1}) == {"a": 1}
+    assert list(pipe.apply_ordered(iter([4, 5]))) == [(0, 4), (1, 5)]
+
+
 def test_unhashable_set_results_rejected():
     pipe = inline_pipe(lambda value: [value])
 
