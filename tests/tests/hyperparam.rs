@@ -650,3 +650,76 @@ fn queued_experiments_survive_a_daemon_restart() {
     studio.wait_for_status(&first, "finished");
     studio.wait_for_status(&second, "finished");
 }
+
+const FIXED_PLUGIN: &str = r#"
+class Optimizer:
+    """Proposes x = 1 and x = 9 once and records what it is told."""
+
+    def __init__(self, hyperparameters, config, logger):
+        self.told = False
+
+    def stop(self):
+        return self.told
+
+    def ask(self):
+        return [{"x": 1.0}, {"x": 9.0}]
+
+    def tell(self, population, fitnesses, behaviors=None):
+        print("told", fitnesses, behaviors)
+        self.told = True
+"#;
+
+#[test]
+fn slow_generation_members_are_skipped() {
+    let studio = Studio::new();
+    // x = 1 hangs; x = 9 reports at once, with a behaviour.
+    studio.write(
+        "hang.py",
+        "import time\nx = 0\nif x < 5:\n    time.sleep(120)\nprint('fitness:', -x)\nprint('behavior: [1, 2]')\n",
+    );
+    studio.write("fixed.py", FIXED_PLUGIN);
+    let config = studio.write(
+        "skip.yaml",
+        "optimizer:\n  termination_criterion:\n    skip_gen_thres: 0.5\n    skip_gen_timeout: 1\n",
+    );
+    let output = run_ok(
+        &studio,
+        &[
+            "run",
+            "--config",
+            config.to_str().expect("path"),
+            "--optimizer",
+            "fixed.py",
+            "--num-workers",
+            "2",
+            "-hp",
+            "x=0:10",
+            "hang.py",
+        ],
+    );
+    let (_, fitness, values) = best_line(&output);
+    assert_eq!(fitness, -9.0);
+    assert_eq!(values["x"], "9");
+
+    let experiments = project_experiments(&studio, "hyperparam_hang");
+    let status_of = |x: &str| {
+        experiments
+            .iter()
+            .find(|experiment| experiment["hyperparameters"]["x"] == x)
+            .map(|experiment| experiment["status"].clone())
+    };
+    assert_eq!(status_of("1"), Some(Value::from("stopped")));
+    assert_eq!(status_of("9"), Some(Value::from("finished")));
+
+    let searches = studio.studio_home().join("searches");
+    let search = std::fs::read_dir(&searches)
+        .expect("searches")
+        .next()
+        .expect("one search")
+        .expect("entry")
+        .path();
+    let log = std::fs::read_to_string(search.join("optimizer.log")).expect("optimizer log");
+    // The skipped experiment counts as fitness 0 with no behaviour, as in
+    // StudioML, so the plugin gets no behaviours at all.
+    assert!(log.contains("told [0.0, -9.0] None"), "{log}");
+}
