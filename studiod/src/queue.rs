@@ -195,7 +195,10 @@ impl Daemon {
         std::fs::create_dir_all(&directory).map_err(|error| {
             ApiError::internal(format!("cannot create {}: {error}", directory.display()))
         })?;
-        if let Err(reason) = prepare(&directory, &mut request) {
+        // Building a workspace walks the whole tree, so it must not hold up
+        // the runtime's other tasks.
+        let prepared = tokio::task::block_in_place(|| prepare(&directory, &mut request));
+        if let Err(reason) = prepared {
             let _ = std::fs::remove_dir_all(&directory);
             return Err(ApiError::internal(format!(
                 "cannot prepare experiment {key}: {reason}"

@@ -463,7 +463,7 @@ fn tensorboard_scalars_and_metric() {
 #[test]
 fn local_queue_waits_for_a_free_slot() {
     let studio = Studio::new();
-    studio.write("slow.py", "import time\ntime.sleep(2)\nprint('done')\n");
+    studio.write("slow.py", "import time\ntime.sleep(4)\nprint('done')\n");
     let first = studio.detach(&["--queue", "local", "--num-workers", "1", "slow.py"]);
     let second = studio.detach(&["--queue", "local", "--num-workers", "1", "slow.py"]);
     studio.wait_for_status(&first, "running");

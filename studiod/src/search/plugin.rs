@@ -63,6 +63,8 @@ impl PluginOptimizer {
         Ok(plugin_optimizer)
     }
 
+    // NOTE: reads have no timeout, so a plugin that never answers holds its
+    // search (stopping it still stops the experiments).
     fn exchange(&mut self, message: &Value) -> Result<Value, String> {
         writeln!(self.input, "{message}")
             .and_then(|()| self.input.flush())
