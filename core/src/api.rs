@@ -143,6 +143,10 @@ impl fmt::Debug for RunRequest {
             .field("max_duration", &self.max_duration)
             .field("lifetime", &self.lifetime)
             .field("metric", &self.metric)
+            .field("queue", &self.queue)
+            .field("num_workers", &self.num_workers)
+            .field("hyperparameters", &self.hyperparameters)
+            .field("artifacts", &self.artifacts)
             .finish()
     }
 }

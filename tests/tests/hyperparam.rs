@@ -723,3 +723,43 @@ fn slow_generation_members_are_skipped() {
     // StudioML, so the plugin gets no behaviours at all.
     assert!(log.contains("told [0.0, -9.0] None"), "{log}");
 }
+
+#[test]
+fn detached_search_returns_its_id() {
+    let studio = Studio::new();
+    studio.write("search.py", GRID_SCRIPT);
+    let id = run_ok(
+        &studio,
+        &[
+            "run",
+            "--detach",
+            "--metric",
+            "score:min",
+            "-hp",
+            "a=1,2",
+            "-hp",
+            "b=0",
+            "search.py",
+        ],
+    );
+    let id = id.trim().to_string();
+    assert!(id.starts_with("hp_"), "{id}");
+    let address = studio.http_address();
+    let mut search = Value::Null;
+    wait_until("the detached search to end", || {
+        let (status, body) = http(&address, "GET", &format!("/api/v1/searches/{id}"), &[], "");
+        assert_eq!(status, 200, "{body}");
+        search = serde_json::from_str(&body).expect("search JSON");
+        search["done"] == true
+    });
+    assert_eq!(search["ended"], 2);
+    assert_eq!(search["total"], 2);
+    assert_eq!(search["project"], "hyperparam_search");
+    assert_eq!(search["best"]["value"], 10.0);
+    assert_eq!(search["best"]["hyperparameters"]["a"], "1");
+    let experiments = project_experiments(&studio, "hyperparam_search");
+    assert_eq!(metric_values(&experiments), [10.0, 20.0]);
+
+    let (status, body) = http(&address, "GET", "/api/v1/searches/hp_nope", &[], "");
+    assert_eq!(status, 404, "{body}");
+}
