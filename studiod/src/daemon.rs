@@ -42,6 +42,7 @@ pub struct Daemon {
     pub(crate) creating: Mutex<()>,
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
+    pub artifacts: crate::artifacts::Artifacts,
 }
 
 impl Daemon {
@@ -105,6 +106,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let python_path = install_python_client(&paths)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,
@@ -119,6 +121,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         creating: Mutex::new(()),
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
+        artifacts,
     });
 
     let unix = crate::server::bind_unix(&paths.socket)?;
