@@ -307,7 +307,8 @@ impl Daemon {
         env
     }
 
-    /// Records the Python environment and git state of a started experiment.
+    /// Records the git state and Python environment of a started
+    /// experiment, in one append.
     async fn probe(
         self: Arc<Self>,
         key: String,
@@ -316,21 +317,20 @@ impl Daemon {
         env: BTreeMap<String, String>,
     ) {
         let git = crate::probe::git_state(&cwd).await;
-        if let Err(error) = self.log.append(&key, Event::GitRecorded { git }).await {
-            tracing::error!(key, %error, "cannot record the git state");
-        }
-        let (python_version, pip_freeze) =
-            crate::probe::python_environment(&python, &cwd, &env).await;
+        let (python_version, pip_freeze) = self
+            .environments
+            .python_environment(&python, &cwd, &env)
+            .await;
         let recorded = EnvironmentRecorded {
             python_version,
             pip_freeze,
         };
-        if let Err(error) = self
-            .log
-            .append(&key, Event::EnvironmentRecorded(recorded))
-            .await
-        {
-            tracing::error!(key, %error, "cannot record the Python environment");
+        let events = vec![
+            (key.clone(), Event::GitRecorded { git }),
+            (key.clone(), Event::EnvironmentRecorded(recorded)),
+        ];
+        if let Err(error) = self.log.append_all(events).await {
+            tracing::error!(key, %error, "cannot record the git state and Python environment");
         }
     }
 
