@@ -79,7 +79,11 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
-        let frame = frame.with_context(|| format!("download of {key}/{tag} was cut"))?;
+        let frame = frame.with_context(|| {
+            format!(
+                "download of {key}/{tag} stopped before its end: the stored blob may be corrupt or studiod stopped; see the studiod log"
+            )
+        })?;
         if let Some(data) = frame.data_ref() {
             temp.write_all(data)?;
         }
