@@ -58,7 +58,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         let module = request.script.contains("::");
         validate_request(&request, module)?;
-        self.check_artifact_requests(&request)?;
+        self.check_artifact_requests(&request, &caller)?;
 
         let guard = self.creating.lock().await;
         let key = match &request.experiment {

@@ -261,7 +261,7 @@ impl Drop for ServerGuard {
 }
 
 #[test]
-fn bad_artifact_flags_are_rejected_before_anything_is_created() {
+fn bad_artifact_flags_are_rejected() {
     let studio = Studio::new();
     studio.write("hello.py", "print('hello')\n");
     studio.write("data/x.txt", "x");
@@ -377,7 +377,7 @@ fn corrupt_blob_is_reported_and_nothing_unpacked() {
     assert!(!studio.work().join("escaped.txt").exists());
 }
 
-/// A tar.gz with one entry named `../escaped.txt`.
+/// Builds a tar.gz with one entry named `../escaped.txt`.
 fn crafted_escape_archive() -> Vec<u8> {
     let name = b"../escaped.txt";
     let content = b"escaped";

@@ -35,7 +35,7 @@ pub struct Planned {
     pub honour_ignore_file: bool,
 }
 
-/// What the runner prepared for one experiment.
+/// Captures and mapping that the runner prepared for one experiment.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Plan {
     pub captures: Vec<Planned>,
@@ -86,7 +86,32 @@ impl Daemon {
     /// Rejects invalid artifact flags before anything is created: invalid
     /// or duplicate tags, missing `--capture-once` paths, URLs that are not
     /// http(s), and unknown experiments or tags to reuse.
-    pub(crate) fn check_artifact_requests(&self, request: &RunRequest) -> Result<(), ApiError> {
+    pub(crate) fn check_artifact_requests(
+        &self,
+        request: &RunRequest,
+        caller: &crate::runner::Caller,
+    ) -> Result<(), ApiError> {
+        // studiod running as root packs files with root's rights: it must
+        // not store, and so hand out, paths the submitting user cannot read.
+        if self.uid == 0 && caller.uid != 0 {
+            let paths = request
+                .artifacts
+                .iter()
+                .filter_map(|artifact| match artifact {
+                    ArtifactRequest::CaptureOnce { path, .. }
+                    | ArtifactRequest::Capture { path, .. } => Some(path.as_path()),
+                    _ => None,
+                });
+            for path in paths.chain(std::iter::once(request.cwd.as_path())) {
+                if path.exists() && !readable_by(path, caller.uid) {
+                    return Err(ApiError::forbidden(format!(
+                        "{} may not capture {}: the path is not readable by that user",
+                        caller.name,
+                        path.display()
+                    )));
+                }
+            }
+        }
         let mut seen = HashSet::new();
         for artifact in &request.artifacts {
             let tag = artifact.tag();
@@ -145,9 +170,9 @@ impl Daemon {
     }
 
     /// Builds the experiment's artifacts: the defaults (`workspace`,
-    /// `output`, `modeldir`, `tb`, `_metrics`) overridden by the flags;
-    /// creates the directories, unpacks reused artifacts and downloads URLs
-    /// (the script needs them before it starts), and writes the plan.
+    /// `output`, `modeldir`, `tb`, `_metrics`) overridden by the flags.
+    /// Creates the directories, unpacks reused artifacts and downloads URLs
+    /// because the script needs them before it starts, and writes the plan.
     pub(crate) async fn prepare_artifacts(
         &self,
         key: &str,
@@ -311,7 +336,7 @@ impl Daemon {
         }
     }
 
-    /// The captures of `key` that run now.
+    /// Returns the captures of `key` that run now.
     pub fn capture_progress(&self, key: &str) -> CaptureProgress {
         let Some(session) = lock(&self.artifacts.sessions).get(key).cloned() else {
             return CaptureProgress::default();
@@ -532,7 +557,7 @@ impl Daemon {
     }
 }
 
-/// What the fingerprint cache keeps of a packed artifact.
+/// Packed result that the fingerprint cache keeps for a source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredBlob {
     digest: String,
@@ -557,7 +582,7 @@ impl Plan {
     }
 }
 
-/// The artifacts every experiment has unless a flag overrides the tag.
+/// Builds the artifacts every experiment has unless a flag overrides the tag.
 fn default_plan(experiment_dir: &Path, cwd: &Path) -> Plan {
     let mut plan = Plan::default();
     plan.add("workspace", cwd.to_path_buf(), false, true);
@@ -566,6 +591,23 @@ fn default_plan(experiment_dir: &Path, cwd: &Path) -> Plan {
         plan.add(tag, experiment_dir.join(tag), true, false);
     }
     plan
+}
+
+/// Checks whether `uid` may read `path` by its owner and "other" permission bits.
+///
+/// NOTE: only the top path is checked (not group membership or files
+/// below it), so a root daemon may still pack unreadable files inside a
+/// readable directory.
+fn readable_by(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return false;
+    };
+    let mode = metadata.mode();
+    if metadata.uid() == uid {
+        return mode & 0o400 != 0;
+    }
+    mode & 0o004 != 0
 }
 
 /// Removes write permission from everything under `root`, so a script that
