@@ -275,7 +275,7 @@ impl Daemon {
                     _ = tokio::time::sleep(interval) => {}
                     _ = loop_session.wait_stopped() => return,
                 }
-                daemon.capture_round(&loop_key, &loop_session).await;
+                daemon.capture_round(&loop_key, &loop_session, true).await;
             }
         });
 
@@ -316,7 +316,7 @@ impl Daemon {
                 super::metrics::sample_once(&metrics.path.join("metrics.jsonl")).await;
             }
         }
-        self.capture_round(key, &session).await;
+        self.capture_round(key, &session, false).await;
         lock(&self.artifacts.sessions).remove(key);
         tracing::info!(key, "final capture stored");
     }
@@ -370,12 +370,17 @@ impl Daemon {
         }
     }
 
-    /// Captures every mutable artifact once.
-    async fn capture_round(&self, key: &str, session: &Session) {
+    /// Captures every mutable artifact once. A periodic round that gets
+    /// the lock after the final capture began does nothing, so no
+    /// `ArtifactStored` follows the final one.
+    async fn capture_round(&self, key: &str, session: &Session, periodic: bool) {
         let Some(plan) = self.read_plan(key) else {
             return;
         };
         let _round = session.round.lock().await;
+        if periodic && session.stopped.load(Ordering::Acquire) {
+            return;
+        }
         for planned in plan.captures.iter().filter(|planned| planned.mutable) {
             if let Err(error) = self.capture(key, session, planned).await {
                 tracing::error!(key, tag = planned.tag, %error, "capture failed");
