@@ -34,6 +34,20 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// User id of callers whose identity is unknown; matches no owner.
+    pub const ANONYMOUS_UID: u32 = u32::MAX - 1;
+
+    /// A caller on the HTTP port of a daemon shared by several users.
+    pub fn anonymous() -> Self {
+        Self {
+            uid: Self::ANONYMOUS_UID,
+            gid: Self::ANONYMOUS_UID,
+            name: "anonymous".into(),
+        }
+    }
+}
+
 /// Longest experiment key accepted.
 const MAX_KEY_LENGTH: usize = 200;
 
@@ -56,6 +70,11 @@ impl Daemon {
         request: RunRequest,
         caller: Caller,
     ) -> Result<Experiment, ApiError> {
+        if caller.uid == Caller::ANONYMOUS_UID {
+            return Err(ApiError::forbidden(
+                "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start experiments with `studio run` on the host",
+            ));
+        }
         let module = request.script.contains("::");
         validate_request(&request, module)?;
         self.check_artifact_requests(&request, &caller)?;
