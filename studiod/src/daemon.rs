@@ -47,6 +47,7 @@ pub struct Daemon {
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
     pub(crate) environments: crate::probe::EnvironmentCache,
+    pub artifacts: crate::artifacts::Artifacts,
     /// The local queue's pending experiments and worker slots.
     pub queue: crate::queue::LocalQueue,
     /// Hyperparameter searches started since the daemon started.
@@ -114,6 +115,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let python_path = install_python_client(&paths)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,
@@ -129,6 +131,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
         environments: crate::probe::EnvironmentCache::default(),
+        artifacts,
         queue: Default::default(),
         searches: Default::default(),
     });

@@ -18,6 +18,8 @@ pub struct Projection {
     by_project: BTreeMap<String, BTreeSet<String>>,
     by_owner: BTreeMap<String, BTreeSet<String>>,
     by_status: BTreeMap<Status, BTreeSet<String>>,
+    /// Which experiments reference each stored blob.
+    pub blobs: crate::artifacts::index::BlobIndex,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -94,6 +96,7 @@ impl Projection {
                 lifetime: created.lifetime,
                 tags: BTreeMap::new(),
                 stopped_by: None,
+                artifacts: BTreeMap::new(),
                 hyperparameters: created.hyperparameters.clone(),
             };
             self.insert(experiment);
@@ -153,6 +156,10 @@ impl Projection {
                 experiment.reason = Some(reason.clone());
                 experiment.time_finished = Some(envelope.time);
             }
+            Event::ArtifactStored(stored) => {
+                crate::artifacts::index::apply_stored(experiment, stored, envelope.time);
+                self.blobs.add(key, &stored.digest);
+            }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
             Event::ExperimentQueued => experiment.status = Status::Queued,
             Event::MetricReported { value, .. } => {
@@ -200,6 +207,7 @@ impl Projection {
         let Some(experiment) = self.experiments.remove(key) else {
             return;
         };
+        self.blobs.remove_experiment(key);
         self.by_time
             .remove(&(micros(experiment.time_added), key.to_string()));
         if let Some(project) = &experiment.project {

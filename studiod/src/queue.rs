@@ -153,6 +153,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         let module = request.script.contains("::");
         validate_request(&request, module)?;
+        self.check_artifact_requests(&request, &caller)?;
         let slots = worker_slots(request.num_workers).await?;
         self.enqueue(request, &caller, LOCAL_GROUP, slots, |_, _| Ok(()))
             .await

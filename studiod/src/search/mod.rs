@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use studio_core::api::{RunRequest, SearchBest, SearchInfo, SearchRequest, Status};
+use studio_core::api::{
+    ArtifactRequest, RunRequest, SearchBest, SearchInfo, SearchRequest, Status,
+};
 use studio_core::hyperparam::{grid_product, grid_size, parse_grid, MetricSpec, OptimizerParam};
 
 /// Most experiments one grid search may create.
@@ -113,6 +115,7 @@ impl Daemon {
             )));
         }
         validate_request(&template, false)?;
+        self.check_artifact_requests(&template, &caller)?;
         let script = relative_script(&template.cwd, &template.script)?;
         if request.hyperparams.is_empty() {
             return Err(ApiError::bad_request(
@@ -161,6 +164,20 @@ impl Daemon {
         template.project = Some(project.clone());
         template.queue = None;
         template.script = script.clone();
+        // The packed workspace of each experiment would differ from the
+        // others only by the script, so storing it would cost one full copy
+        // per experiment. Each keeps its workspace of hard links instead,
+        // where `fs_tracker.get_artifact("workspace")` finds it.
+        let workspace_flag = template
+            .artifacts
+            .iter()
+            .any(|artifact| artifact.tag() == "workspace");
+        if !workspace_flag {
+            template.artifacts.push(ArtifactRequest::CaptureOnce {
+                tag: "workspace".into(),
+                path: PathBuf::from("null"),
+            });
+        }
 
         let directory = self.paths.home.join("searches").join(&id);
         let base = directory.join("base");
@@ -515,7 +532,7 @@ impl Daemon {
                 let path = directory.join(format!("{name}.npy"));
                 workspace::write_npy(&path, values)
                     .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-                request.artifacts.insert(name.clone(), path);
+                request.mapped_files.insert(name.clone(), path);
             }
             Ok(())
         };
