@@ -102,6 +102,22 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/events", get(event_stream))
         .route("/api/v1/daemon", get(daemon_info))
         .route("/api/v1/daemon/shutdown", post(shutdown))
+        .route(
+            "/api/v1/experiments/{key}/scalars",
+            get(crate::search::routes::experiment_scalars),
+        )
+        .route(
+            "/api/v1/searches",
+            post(crate::search::routes::create_search),
+        )
+        .route(
+            "/api/v1/searches/{id}",
+            get(crate::search::routes::show_search),
+        )
+        .route(
+            "/api/v1/searches/{id}/stop",
+            post(crate::search::routes::stop_search),
+        )
         .fallback(unknown_route)
         .with_state(daemon)
 }
@@ -110,7 +126,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 /// port cannot tell users apart: a personal daemon treats its callers as its
 /// own user, and a daemon running as root (shared by the users of a host)
 /// treats them as an anonymous user who may read but not change anything.
-fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
+pub(crate) fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
         Peer::Tcp(_) if daemon.uid != 0 => Caller::from_uid(daemon.uid, None),
