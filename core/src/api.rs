@@ -282,6 +282,9 @@ pub struct DaemonInfo {
     pub host: String,
     /// Identifier of this host in event ids, as 16 hex digits.
     pub host_id: String,
+    /// User that studiod runs as, whom requests on the HTTP port act for.
+    #[serde(default)]
+    pub user: String,
     pub home: PathBuf,
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.

@@ -297,9 +297,8 @@ impl Config {
         }
 
         substitute_variables(&mut value, lookup);
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
-            invalid(format!("key {}: {}", error.path(), error.inner()))
-        })?;
+        let config: Config = serde_path_to_error::deserialize(value)
+            .map_err(|error| invalid(format!("key {}: {}", error.path(), error.inner())))?;
         config.validate().map_err(invalid)?;
         warnings.extend(config.unsupported_settings(origin));
         Ok((config, warnings))

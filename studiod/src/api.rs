@@ -20,6 +20,9 @@ use std::time::Duration;
 use studio_core::api::{DaemonInfo, ErrorBody, ListQuery, RunRequest, Status, TagsRequest};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+mod openapi;
+mod output_events;
+
 /// An error answer: a status code and a message that names the value and
 /// the fix.
 #[derive(Debug)]
@@ -101,6 +104,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/events", get(event_stream))
         .route("/api/v1/daemon", get(daemon_info))
         .route("/api/v1/daemon/shutdown", post(shutdown))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .merge(crate::tensorboard_ui::routes())
         .fallback(unknown_route)
         .with_state(daemon)
 }
@@ -201,6 +206,7 @@ async fn daemon_info(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         pid: std::process::id(),
         host: daemon.host.clone(),
         host_id: format!("{:016x}", daemon.log.host_id()),
+        user: Caller::from_uid(daemon.uid, None).name,
         home: daemon.paths.home.clone(),
         socket: daemon.paths.socket.clone(),
         http: daemon.http_address.get().cloned(),
@@ -244,6 +250,7 @@ const OUTPUT_CHUNK: usize = 64 * 1024;
 async fn experiment_output(
     State(daemon): State<Arc<Daemon>>,
     Path(key): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<OutputQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|rejection| {
@@ -251,6 +258,9 @@ async fn experiment_output(
     })?;
     if daemon.experiment(&key).is_none() {
         return Err(ApiError::not_found(&key));
+    }
+    if output_events::wants_events(&headers) {
+        return Ok(output_events::response(daemon, key, query.offset, &headers));
     }
     let path = daemon.output_path(&key);
     let mut file = match tokio::fs::File::open(&path).await {

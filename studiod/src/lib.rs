@@ -11,6 +11,7 @@ pub mod runner;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod tensorboard_ui;
 pub mod web;
 
 use std::path::PathBuf;

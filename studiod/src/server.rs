@@ -134,10 +134,12 @@ pub async fn serve(daemon: Arc<Daemon>, unix: UnixListener, tcp: Option<TcpListe
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = daemon.shutdown.notified() => {}
     }
+    crate::tensorboard_ui::stop_all();
 }
 
-/// Rejects requests whose `Host` is not a loopback name (DNS rebinding) and
-/// state-changing requests sent by a page of another origin.
+/// Rejects requests whose `Host` is not a loopback name (DNS rebinding),
+/// state-changing requests sent by a page of another origin, and
+/// state-changing requests that a cross-site HTML form could send.
 async fn guard_loopback(request: Request, next: Next) -> Response {
     let host = request
         .headers()
@@ -177,8 +179,29 @@ async fn guard_loopback(request: Request, next: Next) -> Response {
         if fetch_site == Some("cross-site") {
             return reject(format!("cross-site {} rejected", request.method()));
         }
+        // A browser sends neither a custom header nor a JSON content type
+        // across origins without a CORS preflight, which studiod never
+        // allows, so this stops HTML form posts that carry no Origin.
+        if !request.headers().contains_key(REQUESTED_WITH) && !has_json_body(&request) {
+            return reject(format!(
+                "{} without an {REQUESTED_WITH} header or a JSON body rejected: send `{REQUESTED_WITH}: studio` or `Content-Type: application/json`",
+                request.method()
+            ));
+        }
     }
     next.run(request).await
+}
+
+/// Header that the dashboard sends with every state-changing request.
+pub const REQUESTED_WITH: &str = "x-requested-with";
+
+fn has_json_body(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn reject(message: String) -> Response {

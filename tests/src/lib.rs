@@ -119,7 +119,10 @@ impl Studio {
 
     /// Runs `studio ARGS` to completion.
     pub fn studio(&self, args: &[&str]) -> Output {
-        self.command("studio").args(args).output().expect("run studio")
+        self.command("studio")
+            .args(args)
+            .output()
+            .expect("run studio")
     }
 
     /// Runs `studio ARGS`, fails the test unless it exits 0, and returns its
@@ -228,7 +231,10 @@ pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
-        assert!(start.elapsed() < TIMEOUT, "timed out after {TIMEOUT:?} waiting for {what}");
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -245,12 +251,24 @@ pub fn stdout(output: &Output) -> String {
 
 /// Sends one HTTP/1.1 request to `address` and returns the status code and
 /// body. `headers` are added as given; `Host` defaults to the address.
-pub fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to studiod");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
         request.push_str(&format!("Host: {address}\r\n"));
     }
     for (name, value) in headers {
@@ -270,6 +288,9 @@ pub fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], b
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
     (status, body)
 }
