@@ -142,8 +142,22 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Response<Incoming>> {
-        let stream = self.connect().await?;
-        send_on(stream, method, path, body).await
+        // A request that may be repeated (all but POST) is sent again when
+        // the connection breaks, as it does when studiod dies or restarts
+        // between the connect and the answer.
+        let attempts = if method == Method::POST { 1 } else { 5 };
+        let mut attempt = 1;
+        loop {
+            let stream = self.connect().await?;
+            match send_on(stream, method.clone(), path, body.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(_) if attempt < attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Sends a request and decodes a JSON answer, turning an error answer

@@ -110,15 +110,16 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
+/// Callers on the Unix socket are who their peer credentials say. The HTTP
+/// port cannot tell users apart: a personal daemon treats its callers as its
+/// own user, and a daemon running as root (shared by the users of a host)
+/// treats them as an anonymous user who may read but not change anything.
 fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
-        Peer::Tcp(_) => Caller::from_uid(daemon_uid(daemon), None),
+        Peer::Tcp(_) if daemon.uid != 0 => Caller::from_uid(daemon.uid, None),
+        Peer::Tcp(_) => Caller::anonymous(),
     }
-}
-
-fn daemon_uid(daemon: &Daemon) -> u32 {
-    daemon.uid
 }
 
 async fn create_experiment(

@@ -22,6 +22,10 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
     /// Overrides `server.http` of the config; `off` disables HTTP.
     pub http: Option<String>,
+    /// Mode of the Unix socket: 0600 for a personal daemon, 0666 for one
+    /// shared by the users of a host (who are told apart by their peer
+    /// credentials).
+    pub socket_mode: u32,
 }
 
 /// State shared by the API handlers, the runner and the watchers.
@@ -42,6 +46,7 @@ pub struct Daemon {
     pub(crate) creating: Mutex<()>,
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
+    pub(crate) environments: crate::probe::EnvironmentCache,
 }
 
 impl Daemon {
@@ -119,9 +124,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         creating: Mutex::new(()),
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
+        environments: crate::probe::EnvironmentCache::default(),
     });
 
-    let unix = crate::server::bind_unix(&paths.socket)?;
+    let unix = crate::server::bind_unix(&paths.socket, options.socket_mode)?;
     let http_setting = options
         .http
         .clone()

@@ -54,10 +54,22 @@ pub fn run_daemon(
 ) -> anyhow::Result<()> {
     init_tracing(verbose);
     let paths = studio_core::paths::StudioPaths::from_env()?;
+    let socket_mode = match std::env::var("STUDIOML_SOCKET_MODE") {
+        Ok(text) => u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid STUDIOML_SOCKET_MODE {text:?}: use an octal mode such as 0600 (owner only) or 0666 (all users)"
+                )
+            })?,
+        Err(_) => 0o600,
+    };
     let options = daemon::Options {
         paths,
         config_file: config,
         http,
+        socket_mode,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

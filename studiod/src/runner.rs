@@ -34,6 +34,20 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// User id of callers whose identity is unknown; matches no owner.
+    pub const ANONYMOUS_UID: u32 = u32::MAX - 1;
+
+    /// A caller on the HTTP port of a daemon shared by several users.
+    pub fn anonymous() -> Self {
+        Self {
+            uid: Self::ANONYMOUS_UID,
+            gid: Self::ANONYMOUS_UID,
+            name: "anonymous".into(),
+        }
+    }
+}
+
 /// Longest experiment key accepted.
 const MAX_KEY_LENGTH: usize = 200;
 
@@ -56,6 +70,11 @@ impl Daemon {
         request: RunRequest,
         caller: Caller,
     ) -> Result<Experiment, ApiError> {
+        if caller.uid == Caller::ANONYMOUS_UID {
+            return Err(ApiError::forbidden(
+                "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start experiments with `studio run` on the host",
+            ));
+        }
         let module = request.script.contains("::");
         validate_request(&request, module)?;
 
@@ -312,7 +331,8 @@ impl Daemon {
         env
     }
 
-    /// Records the Python environment and git state of a started experiment.
+    /// Records the git state and Python environment of a started
+    /// experiment, in one append.
     async fn probe(
         self: Arc<Self>,
         key: String,
@@ -321,21 +341,20 @@ impl Daemon {
         env: BTreeMap<String, String>,
     ) {
         let git = crate::probe::git_state(&cwd).await;
-        if let Err(error) = self.log.append(&key, Event::GitRecorded { git }).await {
-            tracing::error!(key, %error, "cannot record the git state");
-        }
-        let (python_version, pip_freeze) =
-            crate::probe::python_environment(&python, &cwd, &env).await;
+        let (python_version, pip_freeze) = self
+            .environments
+            .python_environment(&python, &cwd, &env)
+            .await;
         let recorded = EnvironmentRecorded {
             python_version,
             pip_freeze,
         };
-        if let Err(error) = self
-            .log
-            .append(&key, Event::EnvironmentRecorded(recorded))
-            .await
-        {
-            tracing::error!(key, %error, "cannot record the Python environment");
+        let events = vec![
+            (key.clone(), Event::GitRecorded { git }),
+            (key.clone(), Event::EnvironmentRecorded(recorded)),
+        ];
+        if let Err(error) = self.log.append_all(events).await {
+            tracing::error!(key, %error, "cannot record the git state and Python environment");
         }
     }
 

@@ -1,4 +1,4 @@
-//! The two listeners: the Unix socket (mode 0600, callers identified by
+//! The two listeners: the Unix socket (mode 0600 unless configured, callers identified by
 //! their peer credentials) and the loopback HTTP port (guarded against DNS
 //! rebinding and cross-site requests).
 
@@ -47,7 +47,7 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
 
 /// Binds the Unix socket, replacing a stale socket file but never one that
 /// a live daemon answers on.
-pub fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+pub fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent() {
         if !parent.exists() {
             std::fs::create_dir_all(parent)
@@ -68,7 +68,7 @@ pub fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     Ok(listener)
 }

@@ -166,7 +166,7 @@ impl Studio {
     pub fn daemon_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.studio_home().join("studiod.lock")).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        is_running(pid).then_some(pid)
     }
 
     /// Address of the daemon's HTTP port, as `127.0.0.1:PORT`.
@@ -219,6 +219,19 @@ fn kill_experiments(home: &Path) {
             kill(pid as u32, nix::sys::signal::Signal::SIGKILL);
         }
     }
+}
+
+/// True when `pid` exists and is not a zombie (this sandbox's init may
+/// leave exited processes unreaped).
+pub fn is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("Z");
+    !matches!(state, "Z" | "X")
 }
 
 /// Sends `signal` to `pid`, ignoring a process that is already gone.
