@@ -8,6 +8,10 @@ const LIST_FIELDS = "key,script,time_added,metric,metric_value,project,owner,sta
 /// stays downloadable from the API.
 const OUTPUT_TAIL_BYTES = 256 * 1024;
 const UNFINISHED = new Set(["waiting", "queued", "running"]);
+/// Local-storage key of the dashboard token. `studio ui` prints the
+/// dashboard's address with `#token=…`; with it, requests act as studiod's
+/// user, without it a studiod running as root only lets the page read.
+const TOKEN_KEY = "studio-dashboard-token";
 
 const main = document.getElementById("main");
 let daemonInfo = null;
@@ -34,6 +38,8 @@ class ApiError extends Error {
 /// on its HTTP port so that other web sites cannot send them.
 async function api(path, options = {}) {
   const headers = { "X-Requested-With": "studio", ...(options.headers || {}) };
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
     options = { ...options, body: JSON.stringify(options.json) };
@@ -42,6 +48,7 @@ async function api(path, options = {}) {
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
+  if (response.status === 401) localStorage.removeItem(TOKEN_KEY);
   if (!response.ok) {
     const message = body && body.error ? body.error : `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, message);
@@ -616,7 +623,17 @@ function listen() {
   stream.addEventListener("lagged", () => schedule(null));
 }
 
+/// Moves a `#token=…` from the address into local storage, so the token
+/// does not stay in the address bar or the history.
+function takeToken() {
+  const match = window.location.hash.match(/^#token=([0-9a-f]+)$/);
+  if (!match) return;
+  localStorage.setItem(TOKEN_KEY, match[1]);
+  history.replaceState(null, "", `${window.location.pathname}#/`);
+}
+
 async function start() {
+  takeToken();
   try {
     daemonInfo = await api("/api/v1/daemon");
     document.getElementById("daemon").textContent = `${daemonInfo.user || ""}@${daemonInfo.host} · studiod ${daemonInfo.version}`;

@@ -293,6 +293,10 @@ pub struct DaemonInfo {
     pub experiments: usize,
     pub running: usize,
     pub events: u64,
+    /// Token that lets the dashboard act as studiod's user on the HTTP
+    /// port; sent only to that user (and root) on the Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_token: Option<String>,
 }
 
 /// Body of every error answer.

@@ -113,12 +113,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 /// Callers on the Unix socket are who their peer credentials say. The HTTP
 /// port cannot tell users apart: a personal daemon treats its callers as its
 /// own user, and a daemon running as root (shared by the users of a host)
-/// treats them as an anonymous user who may read but not change anything.
-fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
+/// treats them as an anonymous user who may read but not change anything,
+/// unless they send the dashboard token.
+pub(crate) fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
         Peer::Tcp(_) if daemon.uid != 0 => Caller::from_uid(daemon.uid, None),
         Peer::Tcp(_) => Caller::anonymous(),
+        Peer::TcpWithToken(_) => Caller::from_uid(daemon.uid, None),
     }
 }
 
@@ -200,7 +202,11 @@ async fn list_users(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     Json(daemon.read_projection().users())
 }
 
-async fn daemon_info(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+async fn daemon_info(
+    State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> impl IntoResponse {
+    let may_read_token = matches!(peer, Peer::Unix { uid, .. } if uid == daemon.uid || uid == 0);
     let projection = daemon.read_projection();
     Json(DaemonInfo {
         version: studio_core::VERSION.into(),
@@ -215,6 +221,7 @@ async fn daemon_info(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         experiments: projection.len(),
         running: projection.count_with_status(Status::Running),
         events: daemon.log.len(),
+        dashboard_token: may_read_token.then(|| crate::server::dashboard_token().to_string()),
     })
 }
 

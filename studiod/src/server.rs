@@ -5,6 +5,7 @@
 use crate::daemon::Daemon;
 use anyhow::{bail, Context};
 use axum::extract::connect_info::Connected;
+use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -19,8 +20,14 @@ use tokio::net::{TcpListener, UnixListener};
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    Unix { uid: u32, gid: u32 },
+    Unix {
+        uid: u32,
+        gid: u32,
+    },
     Tcp(SocketAddr),
+    /// A client of the HTTP port that sent the dashboard token, which only
+    /// the daemon's own user (or root) can read: it acts as that user.
+    TcpWithToken(SocketAddr),
 }
 
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
@@ -189,7 +196,67 @@ async fn guard_loopback(request: Request, next: Next) -> Response {
             ));
         }
     }
+    let mut request = request;
+    match bearer_token(&request) {
+        None => {}
+        Some(token) if is_dashboard_token(token) => {
+            let address =
+                request
+                    .extensions()
+                    .get::<ConnectInfo<Peer>>()
+                    .and_then(|ConnectInfo(peer)| match peer {
+                        Peer::Tcp(address) | Peer::TcpWithToken(address) => Some(*address),
+                        Peer::Unix { .. } => None,
+                    });
+            if let Some(address) = address {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo(Peer::TcpWithToken(address)));
+            }
+        }
+        Some(_) => {
+            tracing::warn!("request with an invalid dashboard token rejected");
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(studio_core::api::ErrorBody {
+                    error: "invalid dashboard token (studiod was restarted?): open the address that `studio ui` prints".into(),
+                }),
+            )
+                .into_response();
+        }
+    }
     next.run(request).await
+}
+
+/// The secret that lets the dashboard act as the daemon's user on the HTTP
+/// port. It is random per daemon start, kept in memory only, and given
+/// only to Unix-socket callers who are the daemon's user or root (`studio
+/// ui` prints it in the dashboard's address).
+pub fn dashboard_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Compares in time independent of where the strings differ, so the token
+/// cannot be guessed byte by byte from answer times.
+fn is_dashboard_token(candidate: &str) -> bool {
+    let expected = dashboard_token().as_bytes();
+    let candidate = candidate.as_bytes();
+    candidate.len() == expected.len()
+        && candidate
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (left, right)| difference | (left ^ right))
+            == 0
+}
+
+fn bearer_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// Header that the dashboard sends with every state-changing request.

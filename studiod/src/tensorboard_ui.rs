@@ -6,8 +6,10 @@
 
 use crate::api::ApiError;
 use crate::daemon::Daemon;
+use crate::runner::Caller;
+use crate::server::Peer;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -64,12 +66,28 @@ async fn availability() -> Json<Availability> {
 
 async fn start(
     State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<Json<StartRequest>, JsonRejection>,
 ) -> Result<Json<Started>, ApiError> {
+    // Starting a process as studiod's user is a change, which anonymous
+    // callers (the HTTP port of a root studiod, without the token) may
+    // not make.
+    let caller = crate::api::caller(&daemon, &peer);
+    if caller.uid == Caller::ANONYMOUS_UID {
+        return Err(ApiError::forbidden(
+            "anonymous callers may not start TensorBoard: open the address that `studio ui` prints",
+        ));
+    }
     let Json(request) = body.map_err(|rejection| {
         ApiError::bad_request(format!(
             "invalid TensorBoard request: {rejection}; send {{\"experiment\": KEY}} or {{\"project\": NAME}}"
         ))
+    })?;
+    let program = which::which("tensorboard").map_err(|_| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("tensorboard is not installed on studiod's PATH: install it with `{INSTALL_HINT}` and restart studiod"),
+        )
     })?;
     let (target, logdir_args) =
         match (&request.experiment, &request.project) {
@@ -94,13 +112,6 @@ async fn start(
                 "send exactly one of experiment and project, for example {\"experiment\": \"KEY\"}",
             )),
         };
-    let program = which::which("tensorboard").map_err(|_| {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("tensorboard is not installed on studiod's PATH: install it with `{INSTALL_HINT}` and restart studiod"),
-        )
-    })?;
-
     let mut running = instances()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);

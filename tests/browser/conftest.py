@@ -81,11 +81,16 @@ class Studio:
         return self.run("run", "--detach", *args).strip()
 
     @property
+    def dashboard_url(self) -> str:
+        """The address `studio ui` prints, with the dashboard token."""
+        return self.run("ui").strip()
+
+    @property
     def address(self) -> str:
         """`127.0.0.1:PORT` of the daemon's HTTP port."""
         if self._address is None:
-            url = self.run("ui").strip()
-            self._address = url.removeprefix("http://").rstrip("/")
+            url = self.dashboard_url.removeprefix("http://")
+            self._address = url.split("/")[0]
         return self._address
 
     @property

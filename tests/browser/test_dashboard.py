@@ -24,6 +24,15 @@ def screenshot(browser, name: str):
         browser.save_screenshot(str(Path(folder) / name))
 
 
+def open_page(browser, studio, fragment):
+    """Opens the address of `studio ui` once, which stores the dashboard
+    token in the browser, then the page at `fragment`."""
+    if not browser.current_url.startswith(studio.url):
+        browser.get(studio.dashboard_url)
+        wait_until("the token to move into local storage", lambda: "#token=" not in browser.current_url)
+    browser.get(studio.url + fragment)
+
+
 def row(browser, key):
     rows = browser.find_elements(By.CSS_SELECTOR, f'#experiments tr[data-key="{key}"]')
     return rows[0] if rows else None
@@ -37,7 +46,7 @@ def test_follow_stop_and_delete(studio, browser):
     followed = studio.detach("--project", "demo", "loop.py")
     other = studio.detach("--project", "demo", "loop.py")
 
-    browser.get(studio.url + "#/all")
+    open_page(browser, studio, "#/all")
     wait_until("both running experiments in the list", lambda: row(browser, followed) and row(browser, other))
     assert "running" in row(browser, followed).text
     screenshot(browser, "dashboard-list.png")
@@ -59,7 +68,7 @@ def test_follow_stop_and_delete(studio, browser):
     assert studio.experiment(followed)["status"] == "stopped"
     wait_until("the output stream to end", lambda: output.get_attribute("data-ended") == "stopped")
 
-    browser.get(studio.url + "#/all")
+    open_page(browser, studio, "#/all")
     wait_until("the list", lambda: row(browser, other))
     row(browser, other).find_element(By.CSS_SELECTOR, "input.select").click()
     delete = browser.find_element(By.ID, "delete-selected")
@@ -78,7 +87,7 @@ def test_cancelled_delete_keeps_experiment(studio, browser):
     studio.write("hello.py", "print('hello')\n")
     studio.run("run", "hello.py")
     key = studio.run("runs", "list", "all", "--short").split()[0]
-    browser.get(studio.url + "#/all")
+    open_page(browser, studio, "#/all")
     wait_until("the experiment in the list", lambda: row(browser, key))
     row(browser, key).find_element(By.CSS_SELECTOR, "input.select").click()
     browser.find_element(By.ID, "delete-selected").click()
@@ -99,7 +108,7 @@ def test_pages_render(studio, browser):
         f"#/user/{user}": f"Experiments of {user}",
     }
     for fragment, text in pages.items():
-        browser.get(studio.url + fragment)
+        open_page(browser, studio, fragment)
         wait_until(f"{text!r} on {fragment}", lambda: text in (text_of(browser, "main") or ""))
         assert not browser.find_element(By.ID, "error").is_displayed(), fragment
 

@@ -1,5 +1,5 @@
-//! `studio ui`: prints where the dashboard is and, with `--open`, opens it
-//! in the browser.
+//! `studio ui`: prints the dashboard's address, with the token that lets it
+//! stop and delete experiments, and with `--open` opens it in the browser.
 
 use crate::cli::UiArgs;
 use crate::client::Client;
@@ -16,7 +16,12 @@ pub async fn ui(client: &Client, args: &UiArgs) -> anyhow::Result<()> {
             client.paths.config_file().display()
         );
     };
-    let url = format!("http://{address}/");
+    // The token goes in the fragment, which browsers never send to the
+    // server or in a Referer; the dashboard moves it to local storage.
+    let url = match &info.dashboard_token {
+        Some(token) => format!("http://{address}/#token={token}"),
+        None => format!("http://{address}/"),
+    };
     println!("{url}");
     if args.open {
         open_browser(&url)?;
