@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 mod openapi;
 mod output_events;
+mod scalars_chart;
 
 /// An error answer: a status code and a message that names the value and
 /// the fix.
@@ -105,6 +106,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/daemon", get(daemon_info))
         .route("/api/v1/daemon/shutdown", post(shutdown))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route(
+            "/api/v1/experiments/{key}/scalars.svg",
+            get(scalars_chart::chart),
+        )
         .merge(crate::tensorboard_ui::routes())
         .fallback(unknown_route)
         .with_state(daemon)

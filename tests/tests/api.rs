@@ -606,6 +606,25 @@ fn daemon_info_and_dashboard_files() {
 }
 
 #[test]
+fn scalar_chart_needs_the_scalars_route() {
+    let studio = Studio::new();
+    run_finished(&studio, "chart", 1);
+    let address = studio.http_address();
+    let missing_tag = get(&address, "/api/v1/experiments/chart-0/scalars.svg");
+    assert_eq!(missing_tag.status, 400);
+    assert!(
+        missing_tag.error().contains("?tag=NAME"),
+        "{}",
+        missing_tag.body
+    );
+    // The chart reads the experiment's /scalars route and passes its
+    // errors on; a studiod without that route says so.
+    let answer = get(&address, "/api/v1/experiments/chart-0/scalars.svg?tag=loss");
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(!answer.error().is_empty());
+}
+
+#[test]
 fn foreign_host_is_rejected() {
     let studio = Studio::new();
     let address = studio.http_address();

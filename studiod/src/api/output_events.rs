@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::broadcast::error::RecvError;
 
-/// Largest read per event.
+/// Maximum bytes read for one event.
 const CHUNK: usize = 64 * 1024;
 
-/// Longest wait between two looks at the output file when no event arrives
+/// Maximum wait between two reads of the output file when no event arrives
 /// (the supervisor writes output without events).
 const POLL: Duration = Duration::from_millis(200);
 
