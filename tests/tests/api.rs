@@ -958,3 +958,34 @@ fn tensorboard_missing_and_started() {
         refused.body
     );
 }
+
+#[test]
+fn ui_open_starts_xdg_open() {
+    let mut studio = Studio::new();
+    let bin = studio.work().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = studio.work().join("opened-url");
+    let script = bin.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" > {}.tmp\nmv {0}.tmp {0}\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    studio.env("PATH", &path);
+
+    let printed = studio.ok(&["ui", "--open"]);
+    wait_until("xdg-open to receive the address", || opened.exists());
+    let url = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(url.trim(), printed.trim());
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(url.contains("/#token="), "{url}");
+}
