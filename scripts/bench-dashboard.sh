@@ -42,6 +42,7 @@ median_ms() {
 
 base="http://127.0.0.1:$port/api/v1/experiments"
 fields="key,script,time_added,metric,metric_value,project,owner,status"
+baseline="$(median_ms "http://127.0.0.1:$port/api/v1/daemon")"
 first_page="$(median_ms "$base?limit=50&fields=$fields")"
 first_full="$(median_ms "$base?limit=50")"
 cursor="$(curl -s "$base?limit=50&fields=key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["next_cursor"])')"
@@ -57,6 +58,7 @@ total="$(curl -s "$base?limit=1&fields=key" | python3 -c 'import json,sys; print
 cat <<REPORT
 experiments in the log:            $total
 studiod start to first answer:     $ready_ms ms (replays the whole log)
+/api/v1/daemon (HTTP round trip):  $baseline ms
 first page, 50 rows, dashboard fields: $first_page ms
 first page, 50 rows, all fields:   $first_full ms
 second page (cursor):              $second_page ms
