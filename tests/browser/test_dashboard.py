@@ -131,3 +131,23 @@ def _alert(browser):
         return browser.switch_to.alert
     except NoAlertPresentException:
         return None
+
+
+def test_experiment_page_links_artifacts(studio, browser):
+    studio.write("hello.py", "print('hello')\n")
+    studio.run("run", "--experiment", "with-artifacts", "hello.py")
+    open_page(browser, studio, "#/experiment/with-artifacts")
+    wait_until(
+        "the artifact list",
+        lambda: "workspace" in (text_of(browser, "artifact-list") or ""),
+        explain=lambda: f"artifacts section: {text_of(browser, 'artifacts')!r}",
+    )
+    link = browser.find_element(By.CSS_SELECTOR, "#artifact-list a[href$='/artifacts/workspace']")
+    path = link.get_attribute("href").removeprefix(f"http://{studio.address}")
+    status, _ = studio.get("/api/v1/experiments/with-artifacts/artifacts")
+    assert status == 200
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{studio.address}{path}", timeout=60) as response:
+        assert response.headers["Content-Type"] == "application/gzip"
+        assert response.read(2) == b"\x1f\x8b"
