@@ -375,6 +375,9 @@ pub struct DaemonInfo {
     pub host: String,
     /// Identifier of this host in event ids, as 16 hex digits.
     pub host_id: String,
+    /// User that studiod runs as, whom requests on the HTTP port act for.
+    #[serde(default)]
+    pub user: String,
     pub home: PathBuf,
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.
@@ -383,6 +386,10 @@ pub struct DaemonInfo {
     pub experiments: usize,
     pub running: usize,
     pub events: u64,
+    /// Token that lets the dashboard act as studiod's user on the HTTP
+    /// port; sent only to that user (and root) on the Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_token: Option<String>,
 }
 
 /// Body of every error answer.

@@ -172,10 +172,8 @@ impl Studio {
     /// Address of the daemon's HTTP port, as `127.0.0.1:PORT`.
     pub fn http_address(&self) -> String {
         let text = self.ok(&["ui"]);
-        text.trim()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string()
+        let url = text.trim().trim_start_matches("http://");
+        url.split('/').next().unwrap_or(url).to_string()
     }
 }
 
