@@ -175,6 +175,17 @@ impl Studio {
         let url = text.trim().trim_start_matches("http://");
         url.split('/').next().unwrap_or(url).to_string()
     }
+
+    /// The dashboard token from the address that `studio ui` prints; HTTP
+    /// requests that send it act as the daemon's user.
+    pub fn dashboard_token(&self) -> String {
+        let url = self.ok(&["ui"]);
+        let (_, token) = url
+            .trim()
+            .split_once("#token=")
+            .expect("token in the address of `studio ui`");
+        token.to_string()
+    }
 }
 
 impl Drop for Studio {

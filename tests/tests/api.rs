@@ -124,16 +124,6 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The dashboard token from the address that `studio ui` prints.
-fn dashboard_token(studio: &Studio) -> String {
-    let url = studio.ok(&["ui"]);
-    let (_, token) = url
-        .trim()
-        .split_once("#token=")
-        .expect("token in the address of `studio ui`");
-    token.to_string()
-}
-
 /// Headers of a state-changing request from the dashboard.
 fn owner(token: &str) -> [(&'static str, String); 2] {
     [
@@ -435,7 +425,7 @@ fn output_events_follow_a_running_experiment() {
     studio.write("loop.py", LOOP);
     let key = studio.detach(&["loop.py"]);
     let address = studio.http_address();
-    let token = dashboard_token(&studio);
+    let token = studio.dashboard_token();
 
     let mut stream = open_stream(
         &address,
@@ -467,7 +457,7 @@ fn stop_and_delete_over_http() {
     let key = studio.detach(&["loop.py"]);
     studio.wait_for_status(&key, "running");
     let address = studio.http_address();
-    let token = dashboard_token(&studio);
+    let token = studio.dashboard_token();
 
     let stop = change(
         &address,
@@ -519,7 +509,7 @@ fn tags_projects_and_users() {
     run_finished(&studio, "alpha", 2);
     run_finished(&studio, "beta", 1);
     let address = studio.http_address();
-    let token = dashboard_token(&studio);
+    let token = studio.dashboard_token();
     let json = [("Content-Type", "application/json")];
 
     let tagged = change(
@@ -668,7 +658,7 @@ fn cross_origin_and_form_posts_are_rejected() {
     let key = studio.detach(&["loop.py"]);
     studio.wait_for_status(&key, "running");
     let address = studio.http_address();
-    let token = dashboard_token(&studio);
+    let token = studio.dashboard_token();
     let stop = format!("/api/v1/experiments/{key}/stop");
     let delete = format!("/api/v1/experiments/{key}");
 
@@ -865,7 +855,7 @@ fn tensorboard_missing_and_started() {
     studio.env("PATH", &path);
     run_finished(&studio, "board", 1);
     let address = studio.http_address();
-    let token = dashboard_token(&studio);
+    let token = studio.dashboard_token();
     let json = [("Content-Type", "application/json")];
 
     let availability = get(&address, "/api/v1/tensorboard").json();
@@ -942,7 +932,7 @@ fn tensorboard_missing_and_started() {
     let mut bare = Studio::new();
     bare.env("PATH", "/usr/bin:/bin");
     let address = bare.http_address();
-    let token = dashboard_token(&bare);
+    let token = bare.dashboard_token();
     assert_eq!(
         get(&address, "/api/v1/tensorboard").json()["installed"],
         false
