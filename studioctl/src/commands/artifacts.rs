@@ -212,7 +212,14 @@ impl FinalCaptureReporter {
         let tags: Vec<String> = progress
             .running
             .iter()
-            .map(|(tag, bytes)| format!("{tag} ({} read)", human_bytes(*bytes)))
+            .map(|state| {
+                format!(
+                    "{} ({} of {})",
+                    state.tag,
+                    human_bytes(state.bytes_read),
+                    human_bytes(state.bytes_total)
+                )
+            })
             .collect();
         if !self.announced {
             self.announced = true;

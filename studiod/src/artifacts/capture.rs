@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use studio_core::api::{ArtifactRequest, CaptureProgress, RunRequest};
+use studio_core::api::{ArtifactRequest, CaptureProgress, CaptureState, RunRequest};
 use tokio::io::AsyncWriteExt;
 
 /// File in the experiment's directory that keeps the plan, so that a
@@ -43,13 +43,17 @@ pub struct Plan {
     pub mapping: BTreeMap<String, PathBuf>,
 }
 
+/// Bytes read so far and bytes to read of one capture.
+type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
+
 /// The captures of one running experiment.
 #[derive(Default)]
 pub struct Session {
     /// Held for a whole round of captures, so two rounds never pack the
     /// same artifact at once.
     round: tokio::sync::Mutex<()>,
-    progress: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Bytes read and bytes to read of each capture in progress, by tag.
+    progress: Mutex<BTreeMap<String, Counters>>,
     final_capture: AtomicBool,
     stop: tokio::sync::Notify,
     stopped: AtomicBool,
@@ -57,10 +61,10 @@ pub struct Session {
 }
 
 impl Session {
-    fn begin(&self, tag: &str) -> Arc<AtomicU64> {
-        let counter = Arc::new(AtomicU64::new(0));
-        lock(&self.progress).insert(tag.to_string(), counter.clone());
-        counter
+    fn begin(&self, tag: &str) -> Counters {
+        let counters = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        lock(&self.progress).insert(tag.to_string(), counters.clone());
+        counters
     }
 
     fn end(&self, tag: &str) {
@@ -343,7 +347,11 @@ impl Daemon {
         };
         let running = lock(&session.progress)
             .iter()
-            .map(|(tag, bytes)| (tag.clone(), bytes.load(Ordering::Relaxed)))
+            .map(|(tag, (read, total))| CaptureState {
+                tag: tag.clone(),
+                bytes_read: read.load(Ordering::Relaxed),
+                bytes_total: total.load(Ordering::Relaxed),
+            })
             .collect();
         CaptureProgress {
             final_capture: session.final_capture.load(Ordering::Acquire),
@@ -401,14 +409,16 @@ impl Daemon {
         &self,
         key: &str,
         planned: &Planned,
-        progress: Arc<AtomicU64>,
+        (progress, total): Counters,
     ) -> Result<(), String> {
         let source = planned.path.clone();
         let honour = planned.honour_ignore_file;
-        let fingerprint = tokio::task::spawn_blocking(move || pack::fingerprint(&source, honour))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())?;
+        let (fingerprint, bytes) =
+            tokio::task::spawn_blocking(move || pack::fingerprint(&source, honour))
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())?;
+        total.store(bytes, Ordering::Relaxed);
         let cache_file = self
             .artifacts
             .fingerprints
