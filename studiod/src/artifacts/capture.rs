@@ -196,6 +196,8 @@ impl Daemon {
                     plan.add(&tag, path.clone(), false, false);
                 }
                 ArtifactRequest::Capture { path, .. } => {
+                    // NOTE: a root studiod creates this directory as root;
+                    // only the experiment's own directory is handed over.
                     if std::fs::symlink_metadata(path).is_err() {
                         std::fs::create_dir_all(path).map_err(|error| {
                             format!("cannot create --capture path {}: {error}", path.display())
@@ -513,7 +515,7 @@ impl Daemon {
 
     /// Unpacks a stored blob into the blob cache once and returns the path
     /// the script sees: the directory, or the file of a one-file artifact.
-    /// Cached copies are read only.
+    /// The cached files are read only.
     async fn unpack_cached(&self, digest: &str, file: Option<&str>) -> Result<PathBuf, String> {
         let target = self.artifacts.blob_cache.join(digest);
         if !target.exists() {
@@ -625,12 +627,12 @@ fn readable_by(path: &Path, uid: u32) -> bool {
     mode & 0o004 != 0
 }
 
-/// Removes write permission from everything under `root`, so a script that
-/// reuses an artifact cannot change the shared cached copy.
+/// Removes write permission from the files under `root`, so a script that
+/// reuses an artifact cannot change the shared cached copy. Directories
+/// stay writable so that `rm -rf` can still clear the cache.
 fn make_read_only(root: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut pending = vec![root.to_path_buf()];
-    let mut directories = Vec::new();
     while let Some(path) = pending.pop() {
         let Ok(metadata) = std::fs::symlink_metadata(&path) else {
             continue;
@@ -639,13 +641,9 @@ fn make_read_only(root: &Path) {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 pending.extend(entries.flatten().map(|entry| entry.path()));
             }
-            directories.push(path);
         } else if metadata.is_file() {
             let mode = metadata.permissions().mode() & 0o555;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
         }
-    }
-    for directory in directories {
-        let _ = std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o555));
     }
 }
