@@ -173,7 +173,7 @@ pub struct ArtifactEntry {
     pub view: ArtifactView,
 }
 
-/// Answer of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// Response of `GET /api/v1/experiments/{key}/captures`: the captures that
 /// run now, so a client can show progress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureProgress {
