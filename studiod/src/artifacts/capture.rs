@@ -514,7 +514,7 @@ impl Daemon {
     }
 
     /// Unpacks a stored blob into the blob cache once and returns the path
-    /// the script sees: the directory, or the file of a one-file artifact.
+    /// given to the script: the directory, or the file of a one-file artifact.
     /// The cached files are read only.
     async fn unpack_cached(&self, digest: &str, file: Option<&str>) -> Result<PathBuf, String> {
         let target = self.artifacts.blob_cache.join(digest);
