@@ -184,14 +184,23 @@ pub struct ArtifactEntry {
     pub view: ArtifactView,
 }
 
-/// Answer of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// Response of `GET /api/v1/experiments/{key}/captures`: the captures that
 /// run now, so a client can show progress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureProgress {
     /// True once the script has ended and the final capture runs.
     pub final_capture: bool,
-    /// Tag and bytes read so far of each capture in progress.
-    pub running: Vec<(String, u64)>,
+    pub running: Vec<CaptureState>,
+}
+
+/// One capture in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureState {
+    pub tag: String,
+    /// Bytes of files read so far.
+    pub bytes_read: u64,
+    /// Bytes of all files to read; 0 until the files have been listed.
+    pub bytes_total: u64,
 }
 
 impl fmt::Debug for RunRequest {
