@@ -64,7 +64,16 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         encode_segment(tag)
     );
 
-    let response = client.send(hyper::Method::GET, &path, None).await?;
+    // studiod ends the answer early when the blob fails its digest check;
+    // for a small blob that can happen before the headers were sent.
+    let response = client
+        .send(hyper::Method::GET, &path, None)
+        .await
+        .with_context(|| {
+            format!(
+                "download of {key}/{tag} failed: the stored blob may be corrupt or studiod stopped; see the studiod log"
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         let bytes = response.into_body().collect().await?.to_bytes();
