@@ -109,6 +109,9 @@ pub struct RunRequest {
     pub metric: Option<String>,
     /// Seconds between SIGTERM and SIGKILL on stop.
     pub stop_grace: Option<f64>,
+    /// Artifacts asked for with `--capture-once`, `--capture` and `--reuse`;
+    /// paths are absolute (the client expands `~` and relative paths).
+    pub artifacts: Vec<ArtifactRequest>,
     /// `local` puts the experiment on studiod's local queue, which starts
     /// it when a worker slot is free; absent means start it now.
     pub queue: Option<String>,
@@ -117,12 +120,9 @@ pub struct RunRequest {
     pub num_workers: Option<u32>,
     /// Hyperparameter values of this experiment, recorded on it.
     pub hyperparameters: BTreeMap<String, String>,
-    /// Files to add to the experiment's artifact mapping by tag, so that
-    /// `fs_tracker.get_artifact(tag)` finds them (a search's `.npy` arrays).
-    pub mapped_files: BTreeMap<String, PathBuf>,
-    /// Artifacts asked for with `--capture-once`, `--capture` and `--reuse`;
-    /// paths are absolute (the client expands `~` and relative paths).
-    pub artifacts: Vec<ArtifactRequest>,
+    /// Files to add to the experiment's artifact mapping without storing
+    /// them, such as the `.npy` arrays of an optimizer's parameters.
+    pub extra_artifacts: BTreeMap<String, PathBuf>,
 }
 
 /// One artifact flag of `studio run`, parsed by the client and checked
@@ -184,14 +184,23 @@ pub struct ArtifactEntry {
     pub view: ArtifactView,
 }
 
-/// Answer of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// Response of `GET /api/v1/experiments/{key}/captures`: the captures that
 /// run now, so a client can show progress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureProgress {
     /// True once the script has ended and the final capture runs.
     pub final_capture: bool,
-    /// Tag and bytes read so far of each capture in progress.
-    pub running: Vec<(String, u64)>,
+    pub running: Vec<CaptureState>,
+}
+
+/// One capture in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureState {
+    pub tag: String,
+    /// Bytes of files read so far.
+    pub bytes_read: u64,
+    /// Bytes of all files to read; 0 until the files have been listed.
+    pub bytes_total: u64,
 }
 
 impl fmt::Debug for RunRequest {
@@ -375,6 +384,9 @@ pub struct DaemonInfo {
     pub host: String,
     /// Identifier of this host in event ids, as 16 hex digits.
     pub host_id: String,
+    /// User that studiod runs as, whom requests on the HTTP port act for.
+    #[serde(default)]
+    pub user: String,
     pub home: PathBuf,
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.
@@ -383,6 +395,10 @@ pub struct DaemonInfo {
     pub experiments: usize,
     pub running: usize,
     pub events: u64,
+    /// Token that lets the dashboard act as studiod's user on the HTTP
+    /// port; sent only to that user (and root) on the Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_token: Option<String>,
 }
 
 /// Body of every error answer.

@@ -255,6 +255,9 @@ pub struct UiArgs {
     /// Accepted for StudioML compatibility.
     #[arg(long)]
     pub host: Option<String>,
+    /// Open the dashboard in the default browser (with `xdg-open`).
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// StudioML's multi-letter short flags, which clap cannot declare.

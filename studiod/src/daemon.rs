@@ -113,6 +113,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             "replayed the event log"
         );
     }
+    // The decoded events are in the projection now; keeping them would
+    // double the daemon's memory for its whole life.
+    drop(replay);
 
     let python_path = install_python_client(&paths)?;
     let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;

@@ -16,6 +16,7 @@ pub mod server;
 pub mod store;
 pub mod supervisor;
 pub mod tensorboard;
+pub mod tensorboard_ui;
 pub mod web;
 
 use std::path::PathBuf;

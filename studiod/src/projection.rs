@@ -244,6 +244,9 @@ impl Projection {
 
         let sort = query.sort.as_deref().unwrap_or("time");
         let (page, total, next_cursor) = match sort {
+            "time" | "-time" if is_unfiltered(query) => {
+                self.page_all_by_time(sort == "time", query.cursor.as_deref(), limit)?
+            }
             "time" | "-time" => {
                 self.page_by_time(sort == "time", query.cursor.as_deref(), limit, &matches)?
             }
@@ -259,6 +262,40 @@ impl Projection {
             total,
             next_cursor,
         })
+    }
+
+    /// Pages through all experiments by time without looking at the ones
+    /// before the cursor or after the page: the cursor is a range bound of
+    /// `by_time` and the total is its size, so a page costs
+    /// O(log n + limit) however many experiments there are.
+    fn page_all_by_time(
+        &self,
+        newest_first: bool,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<&Experiment>, usize, Option<String>), QueryError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let after = cursor.map(parse_time_cursor).transpose()?;
+        let ordered: Box<dyn Iterator<Item = &(i64, String)>> = match (after, newest_first) {
+            (None, true) => Box::new(self.by_time.iter().rev()),
+            (None, false) => Box::new(self.by_time.iter()),
+            (Some(after), true) => Box::new(self.by_time.range((Unbounded, Excluded(after))).rev()),
+            (Some(after), false) => Box::new(self.by_time.range((Excluded(after), Unbounded))),
+        };
+        let mut page = Vec::new();
+        let mut next_cursor = None;
+        for (_, key) in ordered {
+            let Some(experiment) = self.experiments.get(key) else {
+                continue;
+            };
+            if page.len() == limit {
+                let last: &Experiment = page[page.len() - 1];
+                next_cursor = Some(format!("t{}:{}", micros(last.time_added), last.key));
+                break;
+            }
+            page.push(experiment);
+        }
+        Ok((page, self.by_time.len(), next_cursor))
     }
 
     fn page_by_time<'a>(
@@ -381,6 +418,10 @@ fn remove_from_index<K: Ord + Clone>(
             index.remove(name);
         }
     }
+}
+
+fn is_unfiltered(query: &ListQuery) -> bool {
+    query.project.is_none() && query.owner.is_none() && query.status.is_none() && query.q.is_none()
 }
 
 fn micros(seconds: f64) -> i64 {
@@ -590,6 +631,43 @@ mod tests {
         }
         let expected: Vec<String> = (0..25).rev().map(|i| format!("exp{i:02}")).collect();
         assert_eq!(keys, expected);
+    }
+
+    /// Collects every page's keys and totals for `query`.
+    fn all_pages(projection: &Projection, mut query: ListQuery) -> Vec<(Vec<String>, usize)> {
+        let mut pages = Vec::new();
+        loop {
+            let page = projection.list(&query).unwrap();
+            let keys = page
+                .experiments
+                .iter()
+                .map(|e| e["key"].as_str().unwrap().to_string())
+                .collect();
+            pages.push((keys, page.total));
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn unfiltered_pages_match_filtered_scan() {
+        let projection = sample();
+        for sort in ["time", "-time"] {
+            let unfiltered = ListQuery {
+                limit: Some(7),
+                sort: Some(sort.into()),
+                ..Default::default()
+            };
+            let matching_all = ListQuery {
+                q: Some("exp".into()),
+                ..unfiltered.clone()
+            };
+            let fast = all_pages(&projection, unfiltered);
+            assert_eq!(fast.len(), 4, "{sort}");
+            assert_eq!(fast, all_pages(&projection, matching_all), "{sort}");
+        }
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl Daemon {
         std::fs::File::create(&output)
             .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
         let mut artifacts = self.prepare_artifacts(key, request).await?;
-        artifacts.extend(request.mapped_files.clone());
+        artifacts.extend(request.extra_artifacts.clone());
         let mapping = experiment_dir.join("artifacts.json");
         supervisor::write_json_atomic(&mapping, &artifacts, 0o644, false)
             .map_err(|error| format!("cannot write {}: {error}", mapping.display()))?;

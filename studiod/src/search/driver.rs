@@ -226,7 +226,7 @@ impl Daemon {
                 let path = directory.join(format!("{name}.npy"));
                 workspace::write_npy(&path, values)
                     .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-                request.mapped_files.insert(name.clone(), path);
+                request.extra_artifacts.insert(name.clone(), path);
             }
             Ok(())
         };
