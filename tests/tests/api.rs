@@ -126,12 +126,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 
 /// The dashboard token from the address that `studio ui` prints.
 fn dashboard_token(studio: &Studio) -> String {
-    let url = studio.ok(&["ui"]);
-    let (_, token) = url
-        .trim()
-        .split_once("#token=")
-        .expect("token in the address of `studio ui`");
-    token.to_string()
+    studio.dashboard_token()
 }
 
 /// Headers of a state-changing request from the dashboard.
