@@ -534,7 +534,7 @@ async function experimentPage(key) {
     }
     const tags = Object.keys(scalars || {}).sort();
     if (!tags.length) return;
-    charts.replaceChildren(el("h2", {}, "Scalars"), tags.map((tag) => {
+    charts.replaceChildren(el("h2", {}, "Scalars"), ...tags.map((tag) => {
       const image = el("img", { alt: `${tag} by step`, src: `${path}/scalars.svg?${new URLSearchParams({ tag })}` });
       image.addEventListener("error", () => image.replaceWith(el("p", { className: "note" }, `${tag}: ${scalars[tag].length} values`)));
       return image;
@@ -567,7 +567,10 @@ async function experimentPage(key) {
   followOutput().catch(showError);
   renderCharts().catch(showError);
   onEvent = (envelope) => {
-    if (!envelope || envelope.key === key) render().catch(showError);
+    if (envelope && envelope.key !== key) return;
+    render().catch(showError);
+    // Scalars change when the `tb` artifact is stored again.
+    renderCharts().catch(showError);
   };
 }
 
@@ -609,20 +612,27 @@ function listen() {
   const indicator = document.getElementById("live");
   const stream = new EventSource("/api/v1/events");
   let timer = null;
-  let last = null;
+  /// The event to pass on: the last one while all events in the window
+  /// belong to one experiment, else null, which makes the page refresh as
+  /// a whole.
+  let pending;
   const schedule = (envelope) => {
-    last = envelope;
+    const sameKey = pending === undefined || (pending && envelope && pending.key === envelope.key);
+    pending = sameKey ? envelope : null;
     if (timer) return;
     timer = setTimeout(() => {
+      const event = pending;
       timer = null;
-      if (onEvent) Promise.resolve(onEvent(last)).catch(showError);
+      pending = undefined;
+      if (onEvent) Promise.resolve(onEvent(event)).catch(showError);
     }, 300);
   };
   stream.addEventListener("open", () => indicator.classList.add("on"));
   stream.addEventListener("error", () => indicator.classList.remove("on"));
   stream.onmessage = (event) => schedule(JSON.parse(event.data));
   const kinds = ["ExperimentCreated", "ExperimentStarted", "EnvironmentRecorded", "GitRecorded", "TagsChanged",
-    "StopRequested", "ExperimentFinished", "ExperimentInterrupted", "ExperimentDeleted", "ArtifactStored", "MetricReported"];
+    "StopRequested", "ExperimentFinished", "ExperimentInterrupted", "ExperimentDeleted", "ArtifactStored", "ExperimentQueued",
+    "MetricReported"];
   for (const kind of kinds) stream.addEventListener(kind, (event) => schedule(JSON.parse(event.data)));
   // A lagged stream skipped events: refresh everything.
   stream.addEventListener("lagged", () => schedule(null));

@@ -112,6 +112,17 @@ pub struct RunRequest {
     /// Artifacts asked for with `--capture-once`, `--capture` and `--reuse`;
     /// paths are absolute (the client expands `~` and relative paths).
     pub artifacts: Vec<ArtifactRequest>,
+    /// `local` puts the experiment on studiod's local queue, which starts
+    /// it when a worker slot is free; absent means start it now.
+    pub queue: Option<String>,
+    /// Experiments of the local queue that run at once for this request;
+    /// default one per free GPU, else one.
+    pub num_workers: Option<u32>,
+    /// Hyperparameter values of this experiment, recorded on it.
+    pub hyperparameters: BTreeMap<String, String>,
+    /// Files to add to the experiment's artifact mapping without storing
+    /// them, such as the `.npy` arrays of an optimizer's parameters.
+    pub extra_artifacts: BTreeMap<String, PathBuf>,
 }
 
 /// One artifact flag of `studio run`, parsed by the client and checked
@@ -173,14 +184,23 @@ pub struct ArtifactEntry {
     pub view: ArtifactView,
 }
 
-/// Answer of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// Response of `GET /api/v1/experiments/{key}/captures`: the captures that
 /// run now, so a client can show progress.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureProgress {
     /// True once the script has ended and the final capture runs.
     pub final_capture: bool,
-    /// Tag and bytes read so far of each capture in progress.
-    pub running: Vec<(String, u64)>,
+    pub running: Vec<CaptureState>,
+}
+
+/// One capture in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureState {
+    pub tag: String,
+    /// Bytes of files read so far.
+    pub bytes_read: u64,
+    /// Bytes of all files to read; 0 until the files have been listed.
+    pub bytes_total: u64,
 }
 
 impl fmt::Debug for RunRequest {
@@ -205,6 +225,10 @@ impl fmt::Debug for RunRequest {
             .field("max_duration", &self.max_duration)
             .field("lifetime", &self.lifetime)
             .field("metric", &self.metric)
+            .field("queue", &self.queue)
+            .field("num_workers", &self.num_workers)
+            .field("hyperparameters", &self.hyperparameters)
+            .field("artifacts", &self.artifacts)
             .finish()
     }
 }
@@ -280,6 +304,9 @@ pub struct Experiment {
     /// Last stored version of each artifact, by tag.
     #[serde(default)]
     pub artifacts: BTreeMap<String, ArtifactView>,
+    /// Values of the hyperparameters searched, by name, as substituted.
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 impl Experiment {
@@ -383,6 +410,56 @@ pub struct ErrorBody {
 /// `PUT /api/v1/experiments/{key}/tags`: tags to set; an empty value
 /// removes the tag.
 pub type TagsRequest = BTreeMap<String, String>;
+
+/// `POST /api/v1/searches`: a hyperparameter search, run as experiments of
+/// one project on the local queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Template of every experiment; `experiment` is the prefix of their
+    /// keys and `queue` is ignored.
+    pub run: RunRequest,
+    /// `NAME=SPEC` as given to `--hyperparam`.
+    pub hyperparams: Vec<String>,
+    /// `grid` (the default), `random`, `random:TRIALS`, `cmaes`, or the path
+    /// of a Python file that defines an `Optimizer` class.
+    pub optimizer: Option<String>,
+    /// The config's `optimizer:` section.
+    pub optimizer_config: serde_json::Value,
+}
+
+/// The best experiment of a search so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchBest {
+    pub key: String,
+    /// The metric's value, or the fitness when the search has no metric.
+    pub value: f64,
+    pub hyperparameters: BTreeMap<String, String>,
+}
+
+/// Answer of `POST /api/v1/searches` and `GET /api/v1/searches/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchInfo {
+    pub id: String,
+    pub project: String,
+    pub optimizer: String,
+    /// Keys of the experiments created so far, in order.
+    pub experiments: Vec<String>,
+    /// Number of experiments the search will run, when known in advance
+    /// (grid and random); optimizers that adapt may stop earlier.
+    pub total: Option<usize>,
+    /// Experiments that have ended, whatever their status.
+    pub ended: usize,
+    pub failed: usize,
+    pub workers: usize,
+    pub metric: Option<String>,
+    pub best: Option<SearchBest>,
+    /// True when every experiment has ended and no more will be created.
+    pub done: bool,
+    pub stopped: bool,
+    /// Why the search ended early, such as a plugin optimizer that failed.
+    pub error: Option<String>,
+}
 
 /// Removes `user:password@` from a URL so it can be recorded.
 pub fn strip_credentials(url: &str) -> String {

@@ -87,5 +87,6 @@ fn created(index: usize) -> Event {
         max_duration: None,
         lifetime: None,
         metric: Some("loss:min".into()),
+        hyperparameters: Default::default(),
     }))
 }

@@ -106,6 +106,22 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/events", get(event_stream))
         .route("/api/v1/daemon", get(daemon_info))
         .route("/api/v1/daemon/shutdown", post(shutdown))
+        .route(
+            "/api/v1/experiments/{key}/scalars",
+            get(crate::search::routes::experiment_scalars),
+        )
+        .route(
+            "/api/v1/searches",
+            post(crate::search::routes::create_search),
+        )
+        .route(
+            "/api/v1/searches/{id}",
+            get(crate::search::routes::show_search),
+        )
+        .route(
+            "/api/v1/searches/{id}/stop",
+            post(crate::search::routes::stop_search),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/experiments/{key}/scalars.svg",

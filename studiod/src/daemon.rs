@@ -48,6 +48,10 @@ pub struct Daemon {
     pub(crate) uid: u32,
     pub(crate) environments: crate::probe::EnvironmentCache,
     pub artifacts: crate::artifacts::Artifacts,
+    /// The local queue's pending experiments and worker slots.
+    pub queue: crate::queue::LocalQueue,
+    /// Hyperparameter searches started since the daemon started.
+    pub searches: crate::search::Searches,
 }
 
 impl Daemon {
@@ -131,6 +135,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         uid: nix::unistd::geteuid().as_raw(),
         environments: crate::probe::EnvironmentCache::default(),
         artifacts,
+        queue: Default::default(),
+        searches: Default::default(),
     });
 
     let unix = crate::server::bind_unix(&paths.socket, options.socket_mode)?;

@@ -46,13 +46,31 @@ pub enum Event {
     ExperimentCreated(Box<Created>),
     ExperimentStarted(Started),
     EnvironmentRecorded(EnvironmentRecorded),
-    GitRecorded { git: Option<GitInfo> },
-    TagsChanged { tags: BTreeMap<String, String> },
-    StopRequested { by: String },
+    GitRecorded {
+        git: Option<GitInfo>,
+    },
+    TagsChanged {
+        tags: BTreeMap<String, String>,
+    },
+    StopRequested {
+        by: String,
+    },
     ExperimentFinished(Finished),
-    ExperimentInterrupted { reason: String },
-    ExperimentDeleted { by: String },
+    ExperimentInterrupted {
+        reason: String,
+    },
+    ExperimentDeleted {
+        by: String,
+    },
     ArtifactStored(ArtifactStored),
+    /// Put on the local queue; started when a worker slot is free.
+    ExperimentQueued,
+    /// A new value of the experiment's `--metric`, from its output or its
+    /// TensorBoard files.
+    MetricReported {
+        value: f64,
+        step: Option<i64>,
+    },
 }
 
 impl Event {
@@ -69,6 +87,8 @@ impl Event {
             Event::ExperimentInterrupted { .. } => "ExperimentInterrupted",
             Event::ExperimentDeleted { .. } => "ExperimentDeleted",
             Event::ArtifactStored(_) => "ArtifactStored",
+            Event::ExperimentQueued => "ExperimentQueued",
+            Event::MetricReported { .. } => "MetricReported",
         }
     }
 }
@@ -95,6 +115,8 @@ pub struct Created {
     pub lifetime: Option<f64>,
     #[serde(default)]
     pub metric: Option<String>,
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +197,7 @@ mod tests {
                 max_duration: Some(60.0),
                 lifetime: None,
                 metric: Some("loss:min".into()),
+                hyperparameters: [("lr".to_string(), "0.1".to_string())].into(),
             })),
             Event::ExperimentStarted(Started {
                 pid: 42,
@@ -210,6 +233,11 @@ mod tests {
                 mutable: true,
                 file: None,
             }),
+            Event::ExperimentQueued,
+            Event::MetricReported {
+                value: 0.0,
+                step: Some(3),
+            },
         ]
     }
 

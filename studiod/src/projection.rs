@@ -97,6 +97,7 @@ impl Projection {
                 tags: BTreeMap::new(),
                 stopped_by: None,
                 artifacts: BTreeMap::new(),
+                hyperparameters: created.hyperparameters.clone(),
             };
             self.insert(experiment);
             return;
@@ -160,6 +161,14 @@ impl Projection {
                 self.blobs.add(key, &stored.digest);
             }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
+            Event::ExperimentQueued => experiment.status = Status::Queued,
+            Event::MetricReported { value, .. } => {
+                experiment.metric_value = Some(crate::metrics::fold_metric(
+                    experiment.metric.as_deref(),
+                    experiment.metric_value,
+                    *value,
+                ));
+            }
         }
         let new_status = experiment.status;
         if new_status != old_status {
@@ -495,6 +504,7 @@ const FIELD_NAMES: &[&str] = &[
     "lifetime",
     "tags",
     "stopped_by",
+    "hyperparameters",
 ];
 
 fn parse_fields(fields: Option<&str>) -> Result<Option<Vec<String>>, QueryError> {
@@ -557,6 +567,7 @@ mod tests {
             max_duration: None,
             lifetime: None,
             metric: Some("loss:min".into()),
+            hyperparameters: BTreeMap::new(),
         }))
     }
 
@@ -726,5 +737,59 @@ mod tests {
             .unwrap();
         assert_eq!(odd.experiments, 11);
         assert_eq!(projection.users()[0].experiments, 24);
+    }
+
+    #[test]
+    fn metric_sort_follows_direction_and_keeps_zero() {
+        for (metric, expected) in [
+            ("loss:min", ["zero", "low", "high", "none"]),
+            ("loss:max", ["high", "low", "zero", "none"]),
+        ] {
+            let mut projection = Projection::default();
+            let reported = [
+                ("high", Some(0.5)),
+                ("zero", Some(0.0)),
+                ("low", Some(0.2)),
+                ("none", None),
+            ];
+            for (seq, (key, value)) in reported.iter().enumerate() {
+                let mut event = created("p", "ada");
+                if let Event::ExperimentCreated(created) = &mut event {
+                    created.metric = Some(metric.into());
+                }
+                projection.apply(&envelope(seq as u64 * 2, seq as f64, key, event));
+                if let Some(value) = value {
+                    // A worse value after the best must not replace it.
+                    let worse = if metric.ends_with(":min") {
+                        value + 1.0
+                    } else {
+                        value - 1.0
+                    };
+                    for (offset, reported) in [(0, *value), (1, worse)] {
+                        projection.apply(&envelope(
+                            100 + seq as u64 * 2 + offset,
+                            seq as f64,
+                            key,
+                            Event::MetricReported {
+                                value: reported,
+                                step: None,
+                            },
+                        ));
+                    }
+                }
+            }
+            let query = ListQuery {
+                sort: Some("metric".into()),
+                ..Default::default()
+            };
+            let keys: Vec<String> = projection
+                .list(&query)
+                .unwrap()
+                .experiments
+                .iter()
+                .map(|experiment| experiment["key"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(keys, expected, "{metric}");
+        }
     }
 }

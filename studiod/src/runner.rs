@@ -75,6 +75,9 @@ impl Daemon {
                 "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start experiments with `studio run` on the host",
             ));
         }
+        if request.queue.as_deref() == Some("local") {
+            return self.enqueue_single(request, caller).await;
+        }
         let module = request.script.contains("::");
         validate_request(&request, module)?;
         self.check_artifact_requests(&request, &caller)?;
@@ -118,6 +121,7 @@ impl Daemon {
             max_duration: request.max_duration,
             lifetime: request.lifetime,
             metric: request.metric.clone(),
+            hyperparameters: request.hyperparameters.clone(),
         };
         self.log
             .append(&key, Event::ExperimentCreated(Box::new(created)))
@@ -169,7 +173,7 @@ impl Daemon {
 
     /// Prepares the experiment's directory, starts its supervisor and
     /// records the start. Errors are reasons to record on the experiment.
-    async fn launch(
+    pub(crate) async fn launch(
         self: &Arc<Self>,
         key: &str,
         request: &RunRequest,
@@ -183,7 +187,8 @@ impl Daemon {
             .map_err(|error| format!("cannot create {}: {error}", run_dir.display()))?;
         std::fs::File::create(&output)
             .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
-        let artifacts = self.prepare_artifacts(key, request).await?;
+        let mut artifacts = self.prepare_artifacts(key, request).await?;
+        artifacts.extend(request.extra_artifacts.clone());
         let mapping = experiment_dir.join("artifacts.json");
         supervisor::write_json_atomic(&mapping, &artifacts, 0o644, false)
             .map_err(|error| format!("cannot write {}: {error}", mapping.display()))?;
@@ -251,6 +256,7 @@ impl Daemon {
             self.clone()
                 .watch(key.to_string(), Some(child), Some(running)),
         );
+        tokio::spawn(self.clone().follow_metrics(key.to_string()));
         tokio::spawn(self.clone().probe(
             key.to_string(),
             request.python.clone(),
@@ -452,6 +458,9 @@ impl Daemon {
     pub async fn adopt_unfinished(self: &Arc<Self>) {
         let keys = self.read_projection().unfinished();
         for key in keys {
+            if self.requeue(&key).await {
+                continue;
+            }
             let run_dir = self.run_dir(&key);
             if let Some(exit) = supervisor::read_exit(&run_dir) {
                 tracing::info!(key, "experiment ended while studiod was down");
@@ -464,6 +473,7 @@ impl Daemon {
                         || process::is_alive(running.pid, running.pid_start_time) =>
                 {
                     tracing::info!(key, pid = running.pid, "re-adopted a running experiment");
+                    tokio::spawn(self.clone().follow_metrics(key.clone()));
                     tokio::spawn(self.clone().watch(key, None, Some(running)));
                 }
                 Some(_) => {
@@ -626,7 +636,7 @@ impl Daemon {
     }
 }
 
-fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
+pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
     if request.script.is_empty() {
         return Err(ApiError::bad_request(
             "no script given: pass a .py file or package::module",
@@ -679,7 +689,7 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Makes a key such as `1733350000_3f2a9c1e`: the Unix time, then random hex.
-fn generate_key() -> String {
+pub(crate) fn generate_key() -> String {
     let seconds = events::now() as u64;
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{seconds}_{}", &random[..8])

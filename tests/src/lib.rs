@@ -169,23 +169,22 @@ impl Studio {
         is_running(pid).then_some(pid)
     }
 
-    /// Token that lets requests on the HTTP port act as the daemon's user
-    /// (`Authorization: Bearer TOKEN`), from the address `studio ui` prints.
-    /// Without it, a daemon running as root lets HTTP callers only read.
-    pub fn dashboard_token(&self) -> String {
-        let url = self.ok(&["ui"]);
-        let (_, token) = url
-            .trim()
-            .split_once("#token=")
-            .expect("a token in the address that `studio ui` prints");
-        token.to_string()
-    }
-
     /// Address of the daemon's HTTP port, as `127.0.0.1:PORT`.
     pub fn http_address(&self) -> String {
         let text = self.ok(&["ui"]);
         let url = text.trim().trim_start_matches("http://");
         url.split('/').next().unwrap_or(url).to_string()
+    }
+
+    /// The dashboard token from the address that `studio ui` prints; HTTP
+    /// requests that send it act as the daemon's user.
+    pub fn dashboard_token(&self) -> String {
+        let url = self.ok(&["ui"]);
+        let (_, token) = url
+            .trim()
+            .split_once("#token=")
+            .expect("token in the address of `studio ui`");
+        token.to_string()
     }
 }
 

@@ -63,12 +63,23 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         encode_segment(key),
         encode_segment(tag)
     );
-    let response = client.send(hyper::Method::GET, &path, None).await?;
+
+    // studiod ends the answer early when the blob fails its digest check;
+    // for a small blob that can happen before the headers were sent.
+    let response = client
+        .send(hyper::Method::GET, &path, None)
+        .await
+        .with_context(|| {
+            format!(
+                "download of {key}/{tag} failed: the stored blob may be corrupt or studiod stopped; see the studiod log"
+            )
+        })?;
     let status = response.status();
     if !status.is_success() {
         let bytes = response.into_body().collect().await?.to_bytes();
         return Err(crate::client::api_error(status, &bytes).into());
     }
+
     let parent = dest
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -89,6 +100,7 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         }
     }
     temp.flush()?;
+
     let reader = std::fs::File::open(temp.path())?;
     let files = studiod::artifacts::unpack::unpack(reader, &dest)?;
     eprintln!(
@@ -212,7 +224,14 @@ impl FinalCaptureReporter {
         let tags: Vec<String> = progress
             .running
             .iter()
-            .map(|(tag, bytes)| format!("{tag} ({} read)", human_bytes(*bytes)))
+            .map(|state| {
+                format!(
+                    "{} ({} of {})",
+                    state.tag,
+                    human_bytes(state.bytes_read),
+                    human_bytes(state.bytes_total)
+                )
+            })
             .collect();
         if !self.announced {
             self.announced = true;

@@ -3,4 +3,5 @@ pub mod daemon;
 pub mod logs;
 pub mod run;
 pub mod runs;
+pub mod search;
 pub mod ui;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use studio_core::api::{ArtifactRequest, CaptureProgress, RunRequest};
+use studio_core::api::{ArtifactRequest, CaptureProgress, CaptureState, RunRequest};
 use tokio::io::AsyncWriteExt;
 
 /// File in the experiment's directory that keeps the plan, so that a
@@ -43,13 +43,17 @@ pub struct Plan {
     pub mapping: BTreeMap<String, PathBuf>,
 }
 
+/// Bytes read so far and bytes to read of one capture.
+type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
+
 /// The captures of one running experiment.
 #[derive(Default)]
 pub struct Session {
     /// Held for a whole round of captures, so two rounds never pack the
     /// same artifact at once.
     round: tokio::sync::Mutex<()>,
-    progress: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Bytes read and bytes to read of each capture in progress, by tag.
+    progress: Mutex<BTreeMap<String, Counters>>,
     final_capture: AtomicBool,
     stop: tokio::sync::Notify,
     stopped: AtomicBool,
@@ -57,10 +61,10 @@ pub struct Session {
 }
 
 impl Session {
-    fn begin(&self, tag: &str) -> Arc<AtomicU64> {
-        let counter = Arc::new(AtomicU64::new(0));
-        lock(&self.progress).insert(tag.to_string(), counter.clone());
-        counter
+    fn begin(&self, tag: &str) -> Counters {
+        let counters = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        lock(&self.progress).insert(tag.to_string(), counters.clone());
+        counters
     }
 
     fn end(&self, tag: &str) {
@@ -192,6 +196,8 @@ impl Daemon {
                     plan.add(&tag, path.clone(), false, false);
                 }
                 ArtifactRequest::Capture { path, .. } => {
+                    // NOTE: a root studiod creates this directory as root;
+                    // only the experiment's own directory is handed over.
                     if std::fs::symlink_metadata(path).is_err() {
                         std::fs::create_dir_all(path).map_err(|error| {
                             format!("cannot create --capture path {}: {error}", path.display())
@@ -343,7 +349,11 @@ impl Daemon {
         };
         let running = lock(&session.progress)
             .iter()
-            .map(|(tag, bytes)| (tag.clone(), bytes.load(Ordering::Relaxed)))
+            .map(|(tag, (read, total))| CaptureState {
+                tag: tag.clone(),
+                bytes_read: read.load(Ordering::Relaxed),
+                bytes_total: total.load(Ordering::Relaxed),
+            })
             .collect();
         CaptureProgress {
             final_capture: session.final_capture.load(Ordering::Acquire),
@@ -401,14 +411,16 @@ impl Daemon {
         &self,
         key: &str,
         planned: &Planned,
-        progress: Arc<AtomicU64>,
+        (progress, total): Counters,
     ) -> Result<(), String> {
         let source = planned.path.clone();
         let honour = planned.honour_ignore_file;
-        let fingerprint = tokio::task::spawn_blocking(move || pack::fingerprint(&source, honour))
-            .await
-            .map_err(|error| error.to_string())?
-            .map_err(|error| error.to_string())?;
+        let (fingerprint, bytes) =
+            tokio::task::spawn_blocking(move || pack::fingerprint(&source, honour))
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())?;
+        total.store(bytes, Ordering::Relaxed);
         let cache_file = self
             .artifacts
             .fingerprints
@@ -502,8 +514,8 @@ impl Daemon {
     }
 
     /// Unpacks a stored blob into the blob cache once and returns the path
-    /// the script sees: the directory, or the file of a one-file artifact.
-    /// Cached copies are read only.
+    /// given to the script: the directory, or the file of a one-file artifact.
+    /// The cached files are read only.
     async fn unpack_cached(&self, digest: &str, file: Option<&str>) -> Result<PathBuf, String> {
         let target = self.artifacts.blob_cache.join(digest);
         if !target.exists() {
@@ -615,12 +627,12 @@ fn readable_by(path: &Path, uid: u32) -> bool {
     mode & 0o004 != 0
 }
 
-/// Removes write permission from everything under `root`, so a script that
-/// reuses an artifact cannot change the shared cached copy.
+/// Removes write permission from the files under `root`, so a script that
+/// reuses an artifact cannot change the shared cached copy. Directories
+/// stay writable so that `rm -rf` can still clear the cache.
 fn make_read_only(root: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut pending = vec![root.to_path_buf()];
-    let mut directories = Vec::new();
     while let Some(path) = pending.pop() {
         let Ok(metadata) = std::fs::symlink_metadata(&path) else {
             continue;
@@ -629,13 +641,9 @@ fn make_read_only(root: &Path) {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 pending.extend(entries.flatten().map(|entry| entry.path()));
             }
-            directories.push(path);
         } else if metadata.is_file() {
             let mode = metadata.permissions().mode() & 0o555;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
         }
-    }
-    for directory in directories {
-        let _ = std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o555));
     }
 }

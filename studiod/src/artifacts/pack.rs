@@ -178,11 +178,12 @@ fn write_archive(
 /// Hashes what packing `source` would read, without reading file contents:
 /// each entry's name, type, size, mode, modification time and link target,
 /// plus the packing options. Equal fingerprints let a capture reuse the
-/// digest of an earlier pack instead of packing again.
+/// digest of an earlier pack instead of packing again. Also returns the
+/// bytes of the regular files that packing would read.
 ///
 /// NOTE: a file rewritten with the same size within the same nanosecond
 /// timestamp keeps its fingerprint, as with make or rsync's quick check.
-pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<String, PackError> {
+pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<(String, u64), PackError> {
     use std::os::unix::fs::MetadataExt;
     let mut hasher = Sha256::new();
     hasher.update(format!(
@@ -204,8 +205,12 @@ pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<String, Pa
             PathBuf::from(source.file_name().unwrap_or_default()),
         )]
     };
+    let mut total = 0;
     for (path, name) in entries {
         let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+        if metadata.is_file() {
+            total += metadata.len();
+        }
         let link = if metadata.file_type().is_symlink() {
             std::fs::read_link(&path).map_err(io_error(&path))?
         } else {
@@ -221,7 +226,7 @@ pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<String, Pa
             link.display()
         ));
     }
-    Ok(hex(&hasher.finalize()))
+    Ok((hex(&hasher.finalize()), total))
 }
 
 /// Lists the entries under `root` in name order, with their path inside the
@@ -337,10 +342,11 @@ mod tests {
         let source = directory.path().join("d");
         std::fs::create_dir(&source).unwrap();
         std::fs::write(source.join("a"), "a").unwrap();
-        let first = fingerprint(&source, false).unwrap();
-        assert_eq!(first, fingerprint(&source, false).unwrap());
+        let (first, bytes) = fingerprint(&source, false).unwrap();
+        assert_eq!(bytes, 1);
+        assert_eq!(first, fingerprint(&source, false).unwrap().0);
         std::fs::write(source.join("b"), "b").unwrap();
-        assert_ne!(first, fingerprint(&source, false).unwrap());
+        assert_ne!(first, fingerprint(&source, false).unwrap().0);
     }
 
     #[test]
