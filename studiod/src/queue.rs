@@ -11,7 +11,7 @@
 
 use crate::api::ApiError;
 use crate::daemon::Daemon;
-use crate::events::{self, Created, Event, Finished};
+use crate::events::{self, Event, Finished};
 use crate::runner::{generate_key, validate_key, validate_request, Caller};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -153,6 +153,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         let module = request.script.contains("::");
         validate_request(&request, module)?;
+        self.check_artifact_requests(&request, &caller)?;
         let slots = worker_slots(request.num_workers).await?;
         self.enqueue(request, &caller, LOCAL_GROUP, slots, |_, _| Ok(()))
             .await
@@ -217,26 +218,13 @@ impl Daemon {
         crate::supervisor::write_json_atomic(&directory.join(QUEUED_FILE), &spec, 0o600, false)
             .map_err(|error| ApiError::internal(format!("cannot write {QUEUED_FILE}: {error}")))?;
 
-        let created = Created {
-            project: request.project.clone(),
-            owner: caller.name.clone(),
-            owner_uid: Some(caller.uid),
-            script: request.script.clone(),
-            module,
-            args: request.args.clone(),
-            cwd: request.cwd.clone(),
-            python: request.python.clone(),
-            host: self.host.clone(),
-            resources: request.resources.clone(),
-            max_duration: request.max_duration,
-            lifetime: request.lifetime,
-            metric: request.metric.clone(),
-            hyperparameters: request.hyperparameters.clone(),
-        };
+        let created = self.created_event(&request, caller, module);
         self.log
-            .append(&key, Event::ExperimentCreated(Box::new(created)))
+            .append_all(vec![
+                (key.clone(), Event::ExperimentCreated(Box::new(created))),
+                (key.clone(), Event::ExperimentQueued),
+            ])
             .await?;
-        self.log.append(&key, Event::ExperimentQueued).await?;
         drop(guard);
         tracing::info!(key, group, owner = caller.name, "experiment queued");
 

@@ -64,6 +64,32 @@ impl Daemon {
         self.experiment_dir(key).join("output")
     }
 
+    /// The `ExperimentCreated` event of a request: what is recorded of it
+    /// (never its environment).
+    pub(crate) fn created_event(
+        &self,
+        request: &RunRequest,
+        caller: &Caller,
+        module: bool,
+    ) -> Created {
+        Created {
+            project: request.project.clone(),
+            owner: caller.name.clone(),
+            owner_uid: Some(caller.uid),
+            script: request.script.clone(),
+            module,
+            args: request.args.clone(),
+            cwd: request.cwd.clone(),
+            python: request.python.clone(),
+            host: self.host.clone(),
+            resources: request.resources.clone(),
+            max_duration: request.max_duration,
+            lifetime: request.lifetime,
+            metric: request.metric.clone(),
+            hyperparameters: request.hyperparameters.clone(),
+        }
+    }
+
     /// Creates an experiment from `request` and starts it now.
     pub async fn start_experiment(
         self: &Arc<Self>,
@@ -107,22 +133,7 @@ impl Daemon {
             })?;
         }
 
-        let created = Created {
-            project: request.project.clone(),
-            owner: caller.name.clone(),
-            owner_uid: Some(caller.uid),
-            script: request.script.clone(),
-            module,
-            args: request.args.clone(),
-            cwd: request.cwd.clone(),
-            python: request.python.clone(),
-            host: self.host.clone(),
-            resources: request.resources.clone(),
-            max_duration: request.max_duration,
-            lifetime: request.lifetime,
-            metric: request.metric.clone(),
-            hyperparameters: request.hyperparameters.clone(),
-        };
+        let created = self.created_event(&request, &caller, module);
         self.log
             .append(&key, Event::ExperimentCreated(Box::new(created)))
             .await?;

@@ -4,27 +4,26 @@
 //! get each generation's fitness before they propose the next.
 
 pub mod cmaes;
+mod driver;
 pub mod optimizer;
+mod plan;
 pub mod plugin;
 pub mod routes;
 pub mod workspace;
 
 use crate::api::ApiError;
 use crate::daemon::Daemon;
-use crate::metrics::{parse_fitness, FitnessReport};
 use crate::queue::{worker_slots, Slots};
 use crate::runner::{validate_key, validate_request, Caller};
-use optimizer::{Candidate, GridOptimizer, Optimizer, OptimizerSettings, RandomOptimizer};
+use optimizer::OptimizerSettings;
+use plan::plan_optimizer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use studio_core::api::{RunRequest, SearchBest, SearchInfo, SearchRequest, Status};
-use studio_core::hyperparam::{grid_product, grid_size, parse_grid, MetricSpec, OptimizerParam};
-
-/// Most experiments one grid search may create.
-const MAX_GRID: usize = 100_000;
+use std::time::Duration;
+use studio_core::api::{ArtifactRequest, SearchBest, SearchInfo, SearchRequest, Status};
+use studio_core::hyperparam::MetricSpec;
 
 /// How long the end of a search waits for the last metric read of an
 /// experiment after it ended.
@@ -113,6 +112,7 @@ impl Daemon {
             )));
         }
         validate_request(&template, false)?;
+        self.check_artifact_requests(&template, &caller)?;
         let script = relative_script(&template.cwd, &template.script)?;
         if request.hyperparams.is_empty() {
             return Err(ApiError::bad_request(
@@ -161,6 +161,20 @@ impl Daemon {
         template.project = Some(project.clone());
         template.queue = None;
         template.script = script.clone();
+        // The packed workspace of each experiment would differ from the
+        // others only by the script, so storing it would cost one full copy
+        // per experiment. Each keeps its workspace of hard links instead,
+        // where `fs_tracker.get_artifact("workspace")` finds it.
+        let workspace_flag = template
+            .artifacts
+            .iter()
+            .any(|artifact| artifact.tag() == "workspace");
+        if !workspace_flag {
+            template.artifacts.push(ArtifactRequest::CaptureOnce {
+                tag: "workspace".into(),
+                path: PathBuf::from("null"),
+            });
+        }
 
         let directory = self.paths.home.join("searches").join(&id);
         let base = directory.join("base");
@@ -302,230 +316,6 @@ impl Daemon {
             .and_then(|text| MetricSpec::parse(text).ok());
         Ok(self.search_info(&state, metric.as_ref()))
     }
-
-    /// Runs the search: ask, create, wait, tell, until the optimizer has no
-    /// more candidates or the search is stopped.
-    async fn drive(
-        self: Arc<Self>,
-        state: Arc<SearchState>,
-        mut optimizer: Box<dyn Optimizer>,
-        template: RunRequest,
-        caller: Caller,
-        settings: OptimizerSettings,
-    ) {
-        let mut generation = 0;
-        loop {
-            if state.is_stopped() {
-                break;
-            }
-            let batch = match tokio::task::block_in_place(|| optimizer.ask()) {
-                Ok(batch) => batch,
-                Err(error) => {
-                    state.fail(format!("the optimizer's ask() failed: {error}"));
-                    break;
-                }
-            };
-            if batch.is_empty() {
-                break;
-            }
-            let mut keys = Vec::with_capacity(batch.len());
-            for candidate in batch {
-                if state.is_stopped() {
-                    break;
-                }
-                match self
-                    .create_candidate(&state, &template, &caller, candidate)
-                    .await
-                {
-                    Ok(key) => keys.push(key),
-                    Err(error) => {
-                        state.fail(error);
-                        state.stopped.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                }
-            }
-            if !optimizer.adapts() || state.is_stopped() {
-                continue;
-            }
-            self.wait_for_generation(&state, &keys, &settings, &caller)
-                .await;
-            if state.is_stopped() {
-                break;
-            }
-            let reports: Vec<FitnessReport> = keys
-                .iter()
-                .map(|key| {
-                    let output = std::fs::read_to_string(self.output_path(key)).unwrap_or_default();
-                    parse_fitness(&output)
-                })
-                .collect();
-            {
-                let mut fitness = lock(&state.fitness);
-                for (key, report) in keys.iter().zip(&reports) {
-                    if let Some(value) = report.fitness {
-                        fitness.insert(key.clone(), value);
-                    }
-                }
-            }
-            generation += 1;
-            let best = reports
-                .iter()
-                .filter_map(|report| report.fitness)
-                .fold(f64::NEG_INFINITY, f64::max);
-            tracing::info!(
-                search = state.id,
-                generation,
-                best_fitness = best,
-                "generation ended"
-            );
-            if let Err(error) = tokio::task::block_in_place(|| optimizer.tell(&reports)) {
-                state.fail(format!("the optimizer's tell() failed: {error}"));
-                break;
-            }
-        }
-        drop(optimizer);
-
-        let keys = lock(&state.keys).clone();
-        if state.is_stopped() {
-            // Experiments created while the stop request went through were
-            // not in its list.
-            for key in &keys {
-                let running = self
-                    .experiment(key)
-                    .is_some_and(|experiment| !experiment.status.is_final());
-                if running {
-                    if let Err(error) = self.stop_experiment(key, &caller).await {
-                        tracing::warn!(
-                            search = state.id,
-                            key,
-                            error = error.message,
-                            "cannot stop an experiment of the search"
-                        );
-                    }
-                }
-            }
-        }
-        let metric = state.metric.is_some();
-        loop {
-            let pending = keys.iter().any(|key| {
-                self.experiment(key)
-                    .is_some_and(|experiment| !experiment.status.is_final())
-            });
-            if !pending {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        if metric {
-            let deadline = Instant::now() + METRIC_GRACE;
-            while Instant::now() < deadline
-                && keys.iter().any(|key| {
-                    self.experiment(key)
-                        .is_some_and(|experiment| experiment.time_started.is_some())
-                        && !self.searches.is_metrics_done(key)
-                })
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        // The experiments' workspaces keep their hard links, so removing the
-        // base frees only what no experiment uses.
-        if let Err(error) = std::fs::remove_dir_all(state.directory.join("base")) {
-            tracing::warn!(search = state.id, %error, "cannot remove the search's workspace copy");
-        }
-        state.done.store(true, Ordering::SeqCst);
-        tracing::info!(search = state.id, experiments = keys.len(), "search ended");
-    }
-
-    /// Waits until every experiment of a generation has ended. When
-    /// `skip_gen_thres` of them have ended and no result came for
-    /// `skip_gen_timeout` seconds, it stops the rest and returns.
-    async fn wait_for_generation(
-        &self,
-        state: &SearchState,
-        keys: &[String],
-        settings: &OptimizerSettings,
-        caller: &Caller,
-    ) {
-        let mut last_count = 0;
-        let mut last_change = Instant::now();
-        loop {
-            let ended = keys
-                .iter()
-                .filter(|key| {
-                    self.experiment(key)
-                        .is_none_or(|experiment| experiment.status.is_final())
-                })
-                .count();
-            if ended == keys.len() || state.is_stopped() {
-                return;
-            }
-            if ended != last_count {
-                last_count = ended;
-                last_change = Instant::now();
-            }
-            let fraction = ended as f64 / keys.len() as f64;
-            let waited = last_change.elapsed().as_secs_f64();
-            if ended > 0
-                && fraction >= settings.skip_gen_thres
-                && waited >= settings.skip_gen_timeout
-            {
-                tracing::info!(
-                    search = state.id,
-                    ended,
-                    total = keys.len(),
-                    "skipping the rest of the generation"
-                );
-                for key in keys {
-                    let _ = self.stop_experiment(key, caller).await;
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Creates one queued experiment of the search, with its workspace.
-    async fn create_candidate(
-        self: &Arc<Self>,
-        state: &SearchState,
-        template: &RunRequest,
-        caller: &Caller,
-        candidate: Candidate,
-    ) -> Result<String, String> {
-        let index = state.next_index.fetch_add(1, Ordering::SeqCst);
-        let mut request = template.clone();
-        request.experiment = Some(format!("{}_{index:04}", state.key_prefix));
-        request.hyperparameters = candidate.describe();
-        let base = state.directory.join("base");
-        let script = template.script.clone();
-        let prepare = move |directory: &Path, request: &mut RunRequest| -> Result<(), String> {
-            let workspace_dir = directory.join("workspace");
-            workspace::build(&base, &workspace_dir, &script, &candidate.scalars).map_err(
-                |error| {
-                    format!(
-                        "cannot build the workspace {}: {error}",
-                        workspace_dir.display()
-                    )
-                },
-            )?;
-            request.cwd = workspace_dir;
-            for (name, values) in &candidate.arrays {
-                let path = directory.join(format!("{name}.npy"));
-                workspace::write_npy(&path, values)
-                    .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-                request.extra_artifacts.insert(name.clone(), path);
-            }
-            Ok(())
-        };
-        let experiment = self
-            .enqueue(request, caller, &state.id, state.slots.clone(), prepare)
-            .await
-            .map_err(|error| error.message)?;
-        lock(&state.keys).push(experiment.key.clone());
-        Ok(experiment.key)
-    }
 }
 
 fn search_not_found(id: &str) -> ApiError {
@@ -573,136 +363,6 @@ fn mentions(text: &str, name: &str) -> bool {
     })
 }
 
-/// The optimizer and its parameters, checked before anything is copied.
-enum Plan {
-    Grid(Vec<BTreeMap<String, String>>),
-    Random(Vec<OptimizerParam>, usize),
-    Cmaes(Vec<OptimizerParam>),
-    Plugin(PathBuf, Vec<OptimizerParam>, serde_json::Value),
-}
-
-impl Plan {
-    fn total(&self) -> Option<usize> {
-        match self {
-            Plan::Grid(combinations) => Some(combinations.len()),
-            Plan::Random(_, trials) => Some(*trials),
-            Plan::Cmaes(_) | Plan::Plugin(..) => None,
-        }
-    }
-
-    fn scalar_names(&self) -> Vec<String> {
-        match self {
-            Plan::Grid(combinations) => combinations
-                .first()
-                .map(|combination| combination.keys().cloned().collect())
-                .unwrap_or_default(),
-            Plan::Random(params, _) | Plan::Cmaes(params) | Plan::Plugin(_, params, _) => params
-                .iter()
-                .filter(|param| param.array_length.is_none())
-                .map(|param| param.name.clone())
-                .collect(),
-        }
-    }
-
-    fn build(
-        &self,
-        settings: &OptimizerSettings,
-        directory: &Path,
-        template: &RunRequest,
-    ) -> Result<Box<dyn Optimizer>, String> {
-        Ok(match self {
-            Plan::Grid(combinations) => Box::new(GridOptimizer::new(combinations.clone())),
-            Plan::Random(params, trials) => {
-                Box::new(RandomOptimizer::new(params.clone(), *trials, settings.seed))
-            }
-            Plan::Cmaes(params) => Box::new(cmaes::CmaEs::new(params.clone(), settings)),
-            Plan::Plugin(path, params, config) => {
-                let driver = directory.join("plugin_driver.py");
-                std::fs::write(&driver, plugin::DRIVER)
-                    .map_err(|error| format!("cannot write {}: {error}", driver.display()))?;
-                let mut env = template.env.clone();
-                env.extend(template.config_env.clone());
-                Box::new(plugin::PluginOptimizer::start(
-                    &template.python,
-                    &driver,
-                    path,
-                    params.clone(),
-                    config,
-                    &directory.join("optimizer.log"),
-                    &env,
-                )?)
-            }
-        })
-    }
-}
-
-fn plan_optimizer(
-    name: &str,
-    hyperparams: &[String],
-    settings: &OptimizerSettings,
-    cwd: &Path,
-    config: &serde_json::Value,
-) -> Result<Plan, ApiError> {
-    let bad =
-        |error: studio_core::hyperparam::HyperparamError| ApiError::bad_request(error.to_string());
-    let optimizer_params = || -> Result<Vec<OptimizerParam>, ApiError> {
-        let params: Vec<OptimizerParam> = hyperparams
-            .iter()
-            .map(|argument| OptimizerParam::parse(argument))
-            .collect::<Result<_, _>>()
-            .map_err(bad)?;
-        check_unique(params.iter().map(|param| param.name.as_str()))?;
-        Ok(params)
-    };
-    match name {
-        "grid" => {
-            let params: Vec<_> = hyperparams
-                .iter()
-                .map(|argument| parse_grid(argument))
-                .collect::<Result<_, _>>()
-                .map_err(bad)?;
-            check_unique(params.iter().map(|param| param.name.as_str()))?;
-            match grid_size(&params) {
-                Some(size) if size <= MAX_GRID => Ok(Plan::Grid(grid_product(&params))),
-                _ => Err(ApiError::bad_request(format!(
-                    "the grid has more than {MAX_GRID} combinations: use fewer values or the random optimizer"
-                ))),
-            }
-        }
-        "random" => Ok(Plan::Random(optimizer_params()?, settings.trials)),
-        "cmaes" => Ok(Plan::Cmaes(optimizer_params()?)),
-        other => {
-            if let Some(trials) = other.strip_prefix("random:") {
-                let trials = trials.parse::<usize>().ok().filter(|trials| *trials > 0).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "invalid --optimizer {other:?}: write random:N with a trial count N of at least 1"
-                    ))
-                })?;
-                return Ok(Plan::Random(optimizer_params()?, trials));
-            }
-            let path = cwd.join(other);
-            if !other.ends_with(".py") || !path.is_file() {
-                return Err(ApiError::bad_request(format!(
-                    "unknown --optimizer {other:?}: use grid, random, random:N, cmaes, or the path of a Python file that defines an Optimizer class"
-                )));
-            }
-            Ok(Plan::Plugin(path, optimizer_params()?, config.clone()))
-        }
-    }
-}
-
-fn check_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
-    let mut seen = HashSet::new();
-    for name in names {
-        if !seen.insert(name) {
-            return Err(ApiError::bad_request(format!(
-                "hyperparameter {name} is given twice: give each name one --hyperparam"
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,63 +384,5 @@ mod tests {
         assert!(mentions("lr = 0.1\nprint(lr)\n", "lr"));
         assert!(mentions("lr = 0.1\n", "lr"));
         assert!(!mentions("lr_decay = 2\n", "lr"));
-    }
-
-    #[test]
-    fn plans_check_names_and_optimizers() {
-        let settings = OptimizerSettings::default();
-        let cwd = Path::new("/nonexistent");
-        let strings = |items: &[&str]| {
-            items
-                .iter()
-                .map(|item| item.to_string())
-                .collect::<Vec<_>>()
-        };
-        let grid = plan_optimizer(
-            "grid",
-            &strings(&["a=1,2", "b=1:3"]),
-            &settings,
-            cwd,
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        assert_eq!(grid.total(), Some(6));
-        let twice = plan_optimizer(
-            "grid",
-            &strings(&["a=1", "a=2"]),
-            &settings,
-            cwd,
-            &serde_json::Value::Null,
-        );
-        assert!(twice.is_err());
-        let random = plan_optimizer(
-            "random:7",
-            &strings(&["a=0:1"]),
-            &settings,
-            cwd,
-            &serde_json::Value::Null,
-        )
-        .unwrap();
-        assert_eq!(random.total(), Some(7));
-        assert!(plan_optimizer(
-            "random:0",
-            &strings(&["a=0:1"]),
-            &settings,
-            cwd,
-            &serde_json::Value::Null
-        )
-        .is_err());
-        let unknown = plan_optimizer(
-            "bayes",
-            &strings(&["a=0:1"]),
-            &settings,
-            cwd,
-            &serde_json::Value::Null,
-        );
-        assert!(unknown
-            .err()
-            .unwrap()
-            .message
-            .contains("unknown --optimizer"));
     }
 }
