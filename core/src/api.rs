@@ -109,6 +109,78 @@ pub struct RunRequest {
     pub metric: Option<String>,
     /// Seconds between SIGTERM and SIGKILL on stop.
     pub stop_grace: Option<f64>,
+    /// Artifacts asked for with `--capture-once`, `--capture` and `--reuse`;
+    /// paths are absolute (the client expands `~` and relative paths).
+    pub artifacts: Vec<ArtifactRequest>,
+}
+
+/// One artifact flag of `studio run`, parsed by the client and checked
+/// again by the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ArtifactRequest {
+    /// `--capture-once PATH:TAG`: stored once at start, immutable.
+    CaptureOnce { tag: String, path: PathBuf },
+    /// `--capture-once URL:TAG`: downloaded once into the blob cache.
+    Download { tag: String, url: String },
+    /// `--capture PATH:TAG`: the user's own path, stored periodically and
+    /// at the end.
+    Capture { tag: String, path: PathBuf },
+    /// `--reuse KEY/TAG:NEWTAG`: another experiment's stored artifact, read
+    /// only.
+    Reuse {
+        tag: String,
+        experiment: String,
+        source_tag: String,
+    },
+}
+
+impl ArtifactRequest {
+    /// Tag under which the script finds the artifact.
+    pub fn tag(&self) -> &str {
+        match self {
+            ArtifactRequest::CaptureOnce { tag, .. }
+            | ArtifactRequest::Download { tag, .. }
+            | ArtifactRequest::Capture { tag, .. }
+            | ArtifactRequest::Reuse { tag, .. } => tag,
+        }
+    }
+}
+
+/// The last stored version of one artifact of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactView {
+    /// SHA-256 of the packed tar.gz, in hex.
+    pub digest: String,
+    /// Bytes of the packed tar.gz.
+    pub size: u64,
+    /// Regular files inside.
+    pub files: u64,
+    /// True for artifacts captured again while the experiment runs.
+    pub mutable: bool,
+    /// Seconds since the Unix epoch when this version was stored.
+    pub time: f64,
+    /// Name of the file when the artifact is one file, not a directory.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// One entry of `GET /api/v1/experiments/{key}/artifacts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    pub tag: String,
+    #[serde(flatten)]
+    pub view: ArtifactView,
+}
+
+/// Answer of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// run now, so a client can show progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureProgress {
+    /// True once the script has ended and the final capture runs.
+    pub final_capture: bool,
+    /// Tag and bytes read so far of each capture in progress.
+    pub running: Vec<(String, u64)>,
 }
 
 impl fmt::Debug for RunRequest {
@@ -205,6 +277,9 @@ pub struct Experiment {
     /// User who asked for the stop.
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// Last stored version of each artifact, by tag.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, ArtifactView>,
 }
 
 impl Experiment {

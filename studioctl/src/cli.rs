@@ -23,6 +23,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print an experiment's output; -f follows it while it runs.
     Logs(LogsArgs),
+    /// List an experiment's stored artifacts, or unpack one.
+    Artifacts(ArtifactsArgs),
     /// Start, stop or inspect the local studiod.
     Daemon(DaemonArgs),
     /// Print the dashboard's address.
@@ -179,6 +181,29 @@ pub enum RunsCommand {
         key: String,
         #[arg(required = true, value_name = "NAME=VALUE")]
         tags: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    #[command(subcommand)]
+    pub command: ArtifactsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List the stored artifacts of an experiment.
+    List {
+        key: String,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpack an artifact into DEST (default ./TAG), which must not exist.
+    Get {
+        key: String,
+        tag: String,
+        dest: Option<PathBuf>,
     },
 }
 

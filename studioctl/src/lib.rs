@@ -58,6 +58,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let client = client::Client::new(paths, None);
             commands::runs::runs(&client, args).await?;
         }
+        Command::Artifacts(args) => {
+            let client = client::Client::new(paths, None);
+            commands::artifacts::artifacts(&client, args).await?;
+        }
         Command::Logs(args) => {
             let client = client::Client::new(paths, None);
             commands::logs::logs(&client, args).await?;

@@ -84,7 +84,8 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    Router::new()
+    let router = crate::artifacts::http::routes(Router::new());
+    router
         .route(
             "/api/v1/experiments",
             get(list_experiments).post(create_experiment),

@@ -47,6 +47,7 @@ pub struct Daemon {
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
     pub(crate) environments: crate::probe::EnvironmentCache,
+    pub artifacts: crate::artifacts::Artifacts,
 }
 
 impl Daemon {
@@ -110,6 +111,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let python_path = install_python_client(&paths)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,
@@ -125,6 +127,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
         environments: crate::probe::EnvironmentCache::default(),
+        artifacts,
     });
 
     let unix = crate::server::bind_unix(&paths.socket, options.socket_mode)?;

@@ -52,6 +52,7 @@ pub enum Event {
     ExperimentFinished(Finished),
     ExperimentInterrupted { reason: String },
     ExperimentDeleted { by: String },
+    ArtifactStored(ArtifactStored),
 }
 
 impl Event {
@@ -67,6 +68,7 @@ impl Event {
             Event::ExperimentFinished(_) => "ExperimentFinished",
             Event::ExperimentInterrupted { .. } => "ExperimentInterrupted",
             Event::ExperimentDeleted { .. } => "ExperimentDeleted",
+            Event::ArtifactStored(_) => "ArtifactStored",
         }
     }
 }
@@ -120,6 +122,20 @@ pub struct Finished {
     /// Seconds since the epoch when the process ended; may be earlier than
     /// the envelope's time when the daemon learnt of it after a restart.
     pub time: f64,
+}
+
+/// One version of an artifact, packed and stored under its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    pub tag: String,
+    /// SHA-256 of the packed tar.gz, in hex.
+    pub digest: String,
+    pub size: u64,
+    pub files: u64,
+    pub mutable: bool,
+    /// Name of the file when the artifact is one file.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// Encodes an envelope for the log.
@@ -186,6 +202,14 @@ mod tests {
                 reason: "gone".into(),
             },
             Event::ExperimentDeleted { by: "ada".into() },
+            Event::ArtifactStored(ArtifactStored {
+                tag: "weights".into(),
+                digest: "ab".repeat(32),
+                size: 10,
+                files: 2,
+                mutable: true,
+                file: None,
+            }),
         ]
     }
 

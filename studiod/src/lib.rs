@@ -2,6 +2,7 @@
 //! and `studio` both run it, and tests can boot it on a temporary home.
 
 pub mod api;
+pub mod artifacts;
 pub mod daemon;
 pub mod events;
 pub mod probe;

@@ -18,6 +18,8 @@ pub struct Projection {
     by_project: BTreeMap<String, BTreeSet<String>>,
     by_owner: BTreeMap<String, BTreeSet<String>>,
     by_status: BTreeMap<Status, BTreeSet<String>>,
+    /// Which experiments reference each stored blob.
+    pub blobs: crate::artifacts::index::BlobIndex,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -94,6 +96,7 @@ impl Projection {
                 lifetime: created.lifetime,
                 tags: BTreeMap::new(),
                 stopped_by: None,
+                artifacts: BTreeMap::new(),
             };
             self.insert(experiment);
             return;
@@ -152,6 +155,10 @@ impl Projection {
                 experiment.reason = Some(reason.clone());
                 experiment.time_finished = Some(envelope.time);
             }
+            Event::ArtifactStored(stored) => {
+                crate::artifacts::index::apply_stored(experiment, stored, envelope.time);
+                self.blobs.add(key, &stored.digest);
+            }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
         }
         let new_status = experiment.status;
@@ -191,6 +198,7 @@ impl Projection {
         let Some(experiment) = self.experiments.remove(key) else {
             return;
         };
+        self.blobs.remove_experiment(key);
         self.by_time
             .remove(&(micros(experiment.time_added), key.to_string()));
         if let Some(project) = &experiment.project {

@@ -58,6 +58,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         let module = request.script.contains("::");
         validate_request(&request, module)?;
+        self.check_artifact_requests(&request)?;
 
         let guard = self.creating.lock().await;
         let key = match &request.experiment {
@@ -159,18 +160,11 @@ impl Daemon {
         let experiment_dir = self.experiment_dir(key);
         let run_dir = self.run_dir(key);
         let output = self.output_path(key);
-        let mut artifacts = BTreeMap::new();
-        artifacts.insert("output".to_string(), output.clone());
-        for tag in ["modeldir", "tb"] {
-            let directory = experiment_dir.join(tag);
-            std::fs::create_dir_all(&directory)
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
-            artifacts.insert(tag.to_string(), directory);
-        }
         std::fs::create_dir_all(&run_dir)
             .map_err(|error| format!("cannot create {}: {error}", run_dir.display()))?;
         std::fs::File::create(&output)
             .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
+        let artifacts = self.prepare_artifacts(key, request).await?;
         let mapping = experiment_dir.join("artifacts.json");
         supervisor::write_json_atomic(&mapping, &artifacts, 0o644, false)
             .map_err(|error| format!("cannot write {}: {error}", mapping.display()))?;
@@ -232,6 +226,7 @@ impl Daemon {
             .await
             .map_err(|error| error.to_string())?;
         tracing::info!(key, pid = running.pid, "experiment started");
+        self.start_captures(key, running.pid);
 
         tokio::spawn(
             self.clone()
@@ -391,6 +386,7 @@ impl Daemon {
         {
             return;
         }
+        self.final_capture(key).await;
         let finished = Finished {
             exit_code: exit.exit_code,
             signal: exit.signal,
@@ -421,6 +417,7 @@ impl Daemon {
         {
             return;
         }
+        self.final_capture(key).await;
         tracing::warn!(key, reason, "experiment interrupted");
         let event = Event::ExperimentInterrupted {
             reason: reason.into(),
@@ -548,6 +545,7 @@ impl Daemon {
                 }
             }
         }
+        let digests = self.read_projection().blobs.digests_of(key);
         self.log
             .append(
                 key,
@@ -557,6 +555,7 @@ impl Daemon {
             )
             .await?;
         tracing::info!(key, by = caller.name, "experiment deleted");
+        self.free_blobs(key, digests).await;
         let directory = self.experiment_dir(key);
         let removed =
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&directory)).await;

@@ -1,3 +1,4 @@
+pub mod artifacts;
 pub mod daemon;
 pub mod logs;
 pub mod run;

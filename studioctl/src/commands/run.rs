@@ -33,12 +33,18 @@ pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> 
     let follow = crate::commands::logs::copy_output(&client, &key, 0, true);
     tokio::pin!(follow);
     let mut interrupts = 0;
+    // The daemon stores the final capture before it records the end, so the
+    // output follow ends only once the artifacts are stored; meanwhile the
+    // capture's progress is polled and printed.
+    let mut reporter = crate::commands::artifacts::FinalCaptureReporter::default();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tokio::select! {
             result = &mut follow => {
                 result?;
                 break;
             }
+            _ = ticks.tick() => reporter.poll(&client, &key).await,
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts == 1 {
@@ -101,16 +107,13 @@ fn exit_code(code: i32) -> ExitCode {
 /// Flags that later versions will support; they fail before anything is
 /// created instead of being silently ignored.
 fn reject_unsupported(args: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(&str, bool); 15] = [
+    let unsupported: [(&str, bool); 12] = [
         (
             "--queue",
             args.queue.as_deref().is_some_and(|queue| queue != "local"),
         ),
         ("--cloud", args.cloud.is_some()),
         ("--bid", args.bid.is_some()),
-        ("--capture-once", !args.capture_once.is_empty()),
-        ("--capture", !args.capture.is_empty()),
-        ("--reuse", !args.reuse.is_empty()),
         ("--hyperparam", !args.hyperparam.is_empty()),
         ("--optimizer", args.optimizer.is_some()),
         ("--num-workers", args.num_workers.is_some()),
@@ -142,6 +145,14 @@ fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunReque
         );
     }
     let python = find_python()?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let artifacts = crate::commands::artifacts::parse_run_flags(
+        &args.capture_once,
+        &args.capture,
+        &args.reuse,
+        &cwd,
+        home.as_deref(),
+    )?;
 
     let loaded = Config::load(args.config.as_deref(), &paths.config_file(), |name| {
         std::env::var(name).ok()
@@ -197,6 +208,7 @@ fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunReque
         lifetime,
         metric: args.metric.clone(),
         stop_grace,
+        artifacts,
     })
 }
 
