@@ -111,7 +111,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let python_path = install_python_client(&paths)?;
-    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage).await?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,
