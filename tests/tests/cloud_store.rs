@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use studio_core::config::StorageConfig;
 use studio_tests::services::{FakeGcs, Moto, TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use studio_tests::{stderr, stdout, Studio};
 use studiod::artifacts::gcs::GcsStore;
 use studiod::artifacts::local::LocalStore;
 use studiod::artifacts::remote::{blob_key, RetryPolicy};
@@ -385,6 +386,216 @@ async fn upload_fails_when_server_stays_down() {
         assert!(
             path.exists(),
             "{backend:?}: a failed put must keep its source"
+        );
+    }
+}
+
+/// Writes `~/.studioml/config.yaml` of `studio` with an S3 store on moto;
+/// the bucket name comes from an environment variable, as configs may.
+fn use_s3_store(studio: &mut Studio, moto: &Moto) {
+    for (name, value) in moto.client_env() {
+        studio.env(name, &value);
+    }
+    studio.env("STUDIO_TEST_BUCKET", "studio-artifacts");
+    std::fs::create_dir_all(studio.studio_home()).unwrap();
+    std::fs::write(
+        studio.studio_home().join("config.yaml"),
+        format!(
+            "storage:\n  type: s3\n  bucket: $STUDIO_TEST_BUCKET\n  endpoint: {}\n  region: us-east-1\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+}
+
+/// Every file under `root`, read as bytes, with its path.
+fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    files.push((path, bytes));
+                }
+            }
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// `studio run` with an S3 store: the weights that `train_linreg.py`
+/// writes are stored in the bucket and come back through `studio artifacts
+/// get`, an `s3://` object is captured once, and the AWS secret key shows
+/// up in no output, API answer, record, event or log.
+#[test]
+fn studio_run_with_s3_store() {
+    let moto = Moto::start();
+    let mut studio = Studio::new();
+    use_s3_store(&mut studio, &moto);
+    let script = std::fs::read_to_string(
+        studio_tests::repository().join("examples/general/train_linreg.py"),
+    )
+    .unwrap();
+    studio.write("train_linreg.py", &script);
+
+    let moto_address = moto.endpoint().trim_start_matches("http://").to_string();
+    let (status, body) = studio_tests::http(&moto_address, "PUT", "/inputs", &[], "");
+    assert_eq!(status, 200, "create the input bucket: {body}");
+    let (status, body) = studio_tests::http(
+        &moto_address,
+        "PUT",
+        "/inputs/sets/x.csv",
+        &[],
+        "a,b\n1,2\n",
+    );
+    assert_eq!(status, 200, "upload the input object: {body}");
+
+    let run = studio.studio(&[
+        "run",
+        "--capture=~/.weights:weights",
+        "--capture-once=s3://inputs/sets/x.csv:data",
+        "train_linreg.py",
+    ]);
+    let mut outputs = vec![stdout(&run), stderr(&run)];
+    let log =
+        std::fs::read_to_string(studio.studio_home().join("logs/studiod.log")).unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "stdout: {}\nstderr: {}\ndaemon log: {log}",
+        stdout(&run),
+        stderr(&run)
+    );
+
+    let listing = studio.ok(&["runs", "list", "all", "--json"]);
+    let experiments: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let key = experiments[0]["key"].as_str().unwrap().to_string();
+    let record = studio.wait_for_status(&key, "finished");
+    outputs.push(listing);
+    outputs.push(record.to_string());
+
+    let artifacts = studio.ok(&["artifacts", "list", &key, "--json"]);
+    outputs.push(artifacts.clone());
+    let artifacts: serde_json::Value = serde_json::from_str(&artifacts).unwrap();
+    let digest_of = |tag: &str| {
+        artifacts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["tag"] == tag)
+            .unwrap_or_else(|| panic!("no artifact {tag} in {artifacts}"))["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let weights_digest = digest_of("weights");
+    let data_digest = digest_of("data");
+
+    // The blobs are in the bucket, under the local store's layout.
+    aws_test_environment();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stored = runtime.block_on(async {
+        let config = s3_config(&moto, "studio-artifacts");
+        S3Store::open_existing(&config)
+            .await
+            .unwrap()
+            .list()
+            .await
+            .unwrap()
+    });
+    let stored: Vec<String> = stored.into_iter().map(|blob| blob.digest).collect();
+    assert!(stored.contains(&weights_digest), "{stored:?}");
+    assert!(stored.contains(&data_digest), "{stored:?}");
+    assert!(
+        !studio
+            .studio_home()
+            .join("artifacts/blobs")
+            .read_dir()
+            .is_ok_and(|mut entries| entries.next().is_some()),
+        "blobs must not be kept in the local store"
+    );
+
+    let weights = studio.work().join("weights-out");
+    outputs.push(studio.ok(&[
+        "artifacts",
+        "get",
+        &key,
+        "weights",
+        weights.to_str().unwrap(),
+    ]));
+    let weight_files: Vec<PathBuf> = files_under(&weights)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(
+        weight_files
+            .iter()
+            .filter(|path| path.extension().is_some_and(|extension| extension == "pck"))
+            .count(),
+        10,
+        "{weight_files:?}"
+    );
+    let data = studio.work().join("data-out");
+    outputs.push(studio.ok(&["artifacts", "get", &key, "data", data.to_str().unwrap()]));
+    let data_files = files_under(&data);
+    assert!(
+        data_files
+            .iter()
+            .any(|(path, bytes)| path.ends_with("x.csv") && bytes == b"a,b\n1,2\n"),
+        "{data_files:?}"
+    );
+
+    let (status, answer) = studio_tests::http(
+        &studio.http_address(),
+        "GET",
+        &format!("/api/v1/experiments/{key}"),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200);
+    outputs.push(answer);
+
+    for output in &outputs {
+        assert!(
+            !output.contains(TEST_SECRET_KEY),
+            "the secret key appears in: {output}"
+        );
+    }
+    // The event log, records, experiment files and daemon logs.
+    let files = files_under(&studio.studio_home());
+    assert!(
+        files.iter().any(|(path, _)| path.ends_with("studiod.log")),
+        "no daemon log under {}",
+        studio.studio_home().display()
+    );
+    for (path, bytes) in files {
+        // The supervisor's launch file holds the environment the script
+        // runs with, which is the user's own; it must stay private.
+        if path.ends_with("run/spec.json") {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} must be private", path.display());
+            continue;
+        }
+        assert!(
+            !contains(&bytes, TEST_SECRET_KEY),
+            "the secret key appears in {}",
+            path.display()
         );
     }
 }
