@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Static credentials that moto accepts; the secret is distinctive so that
-/// tests can search for it in logs and answers.
+/// tests can search for it in logs and API responses.
 pub const TEST_ACCESS_KEY: &str = "AKIASTUDIOTESTKEY";
 pub const TEST_SECRET_KEY: &str = "studio-test-secret-0f3c9a7e";
 

@@ -29,7 +29,7 @@ use studio_core::config::StorageConfig;
 
 /// Uploads above this size are resumable; smaller ones are one request.
 /// NOTE: 0, so every upload is resumable, because fake-gcs-server 1.54
-/// answers single-request (multipart) uploads with a wrong CRC32C, which
+/// returns a wrong CRC32C for single-request (multipart) uploads, which
 /// the client rejects. A resumable upload of a small blob costs one more
 /// request.
 const RESUMABLE_THRESHOLD: usize = 0;

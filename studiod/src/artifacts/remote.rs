@@ -1,5 +1,5 @@
-//! What the cloud stores (S3, GCS) share: the object layout, which is the
-//! local store's (`blobs/<digest>.tar.gz`), the retry schedule of whole
+//! Parts shared by the cloud stores (S3, GCS): the object layout, which is
+//! the local store's (`blobs/<digest>.tar.gz`), the retry schedule of whole
 //! operations, and downloads of `s3://` and `gs://` URLs for
 //! `--capture-once URL:TAG`.
 

@@ -4,10 +4,10 @@
 //!
 //! Credentials come from the standard AWS chain (environment, the named
 //! profile, web identity, container and instance metadata), never from the
-//! config or an experiment record. Visibility is atomic: a small blob is
-//! one `PutObject`, a large one a multipart upload that S3 shows under its
-//! key only once `CompleteMultipartUpload` succeeds; a failed multipart
-//! upload is aborted so its parts do not linger.
+//! config or an experiment record. Visibility is atomic. A small blob is
+//! one `PutObject`. A large one is a multipart upload, which S3 shows under
+//! its key only once `CompleteMultipartUpload` succeeds. A failed multipart
+//! upload is aborted so that its parts do not linger.
 
 use super::remote::{blob_key, digest_of_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
 use super::store::{
