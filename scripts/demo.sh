@@ -12,7 +12,8 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 cargo build --workspace --quiet
+studio="${CARGO_TARGET_DIR:-target}/debug/studio"
 echo "== studio run examples/general/train_linreg.py"
-target/debug/studio run examples/general/train_linreg.py
+"$studio" run examples/general/train_linreg.py
 echo "== studio runs list"
-target/debug/studio runs list
+"$studio" runs list

@@ -391,6 +391,9 @@ pub struct DaemonInfo {
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.
     pub http: Option<String>,
+    /// Why the HTTP port is closed although it was configured.
+    #[serde(default)]
+    pub http_error: Option<String>,
     pub started_at: f64,
     pub experiments: usize,
     pub running: usize,

@@ -11,10 +11,25 @@ pub struct DurationError {
     reason: &'static str,
 }
 
+/// Longest duration accepted: 100 years, in seconds. Longer values would
+/// overflow the timers that use them.
+pub const MAX_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
+
 /// Parses `90s`, `15m`, `1.5h`, `2d`, `48h2m10s` or a bare number of seconds
 /// into seconds. A leading `-` gives a negative duration, which only
 /// `--lifetime` accepts (an experiment that is already expired).
 pub fn parse_seconds(text: &str) -> Result<f64, DurationError> {
+    let seconds = parse_unchecked(text)?;
+    if seconds.abs() > MAX_SECONDS {
+        return Err(DurationError {
+            value: text.to_string(),
+            reason: "it is longer than 100 years",
+        });
+    }
+    Ok(seconds)
+}
+
+fn parse_unchecked(text: &str) -> Result<f64, DurationError> {
     let error = |reason| DurationError {
         value: text.to_string(),
         reason,
@@ -123,7 +138,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_forms() {
-        for text in ["", "-", "10x", "m", "10m5", "1..5h", "inf", "NaN"] {
+        for text in [
+            "",
+            "-",
+            "10x",
+            "m",
+            "10m5",
+            "1..5h",
+            "inf",
+            "NaN",
+            "99999999999999999999d",
+            "1e30",
+        ] {
             let message = parse_seconds(text).unwrap_err().to_string();
             assert!(message.contains(&format!("{text:?}")), "{message}");
         }

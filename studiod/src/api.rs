@@ -238,6 +238,7 @@ async fn daemon_info(
         home: daemon.paths.home.clone(),
         socket: daemon.paths.socket.clone(),
         http: daemon.http_address.get().cloned(),
+        http_error: daemon.http_error.get().cloned(),
         started_at: daemon.started_at,
         experiments: projection.len(),
         running: projection.count_with_status(Status::Running),

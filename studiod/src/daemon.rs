@@ -41,6 +41,8 @@ pub struct Daemon {
     pub executable: PathBuf,
     pub started_at: f64,
     pub http_address: OnceLock<String>,
+    /// Why the HTTP port could not be opened.
+    pub http_error: OnceLock<String>,
     pub shutdown: Notify,
     /// Serialises the check-then-create of experiment keys.
     pub(crate) creating: Mutex<()>,
@@ -129,6 +131,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         executable: std::env::current_exe().context("cannot find the studiod executable")?,
         started_at: crate::events::now(),
         http_address: OnceLock::new(),
+        http_error: OnceLock::new(),
         shutdown: Notify::new(),
         creating: Mutex::new(()),
         python_path,
@@ -144,7 +147,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .http
         .clone()
         .unwrap_or_else(|| daemon.config.server.http.clone());
-    let tcp = crate::server::bind_tcp(&http_setting).await;
+    let tcp = match crate::server::bind_tcp(&http_setting).await {
+        Ok(listener) => listener,
+        Err(reason) => {
+            tracing::warn!("{reason}; serving the Unix socket only");
+            let _ = daemon.http_error.set(reason);
+            None
+        }
+    };
     if let Some(listener) = &tcp {
         if let Ok(address) = listener.local_addr() {
             let _ = daemon.http_address.set(address.to_string());

@@ -454,9 +454,28 @@ impl Daemon {
             return;
         }
         self.final_capture(key).await;
-        tracing::warn!(key, reason, "experiment interrupted");
-        let event = Event::ExperimentInterrupted {
-            reason: reason.into(),
+        // A stop that was asked for is what ended the experiment, even when
+        // its supervisor was gone and no exit status could be recorded.
+        let stopped_by = self
+            .experiment(key)
+            .and_then(|experiment| experiment.stopped_by);
+        let event = match stopped_by {
+            Some(by) => {
+                tracing::warn!(key, reason, "stopped experiment left no exit status");
+                Event::ExperimentFinished(Finished {
+                    exit_code: None,
+                    signal: None,
+                    stopped: true,
+                    reason: Some(format!("stopped by {by}; {reason}")),
+                    time: events::now(),
+                })
+            }
+            None => {
+                tracing::warn!(key, reason, "experiment interrupted");
+                Event::ExperimentInterrupted {
+                    reason: reason.into(),
+                }
+            }
         };
         if let Err(error) = self.log.append(key, event).await {
             tracing::error!(key, %error, "cannot record the interruption");
@@ -569,7 +588,8 @@ impl Daemon {
             let mut receiver = self.events.subscribe();
             self.stop_experiment(key, caller).await?;
             let grace = self.config.stop_grace + 10.0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(grace);
+            let deadline = tokio::time::Instant::now()
+                + Duration::try_from_secs_f64(grace).unwrap_or(Duration::from_secs(3600));
             while self
                 .experiment(key)
                 .is_some_and(|experiment| !experiment.status.is_final())
@@ -671,6 +691,18 @@ pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(),
             "Python interpreter {:?} not found: install python3 or put it on PATH",
             request.python.display().to_string()
         )));
+    }
+    let limit = studio_core::duration::MAX_SECONDS;
+    for (flag, value) in [
+        ("--max-duration", request.max_duration),
+        ("--stop-grace", request.stop_grace),
+    ] {
+        if value.is_some_and(|seconds| !seconds.is_finite() || seconds.abs() > limit) {
+            return Err(ApiError::bad_request(format!(
+                "invalid {flag} {}s: it must be a finite number of seconds up to 100 years",
+                value.unwrap_or_default()
+            )));
+        }
     }
     if let Some(seconds) = request.max_duration {
         if seconds <= 0.0 {

@@ -80,29 +80,22 @@ pub fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Binds the HTTP port; a busy port is logged and the daemon goes on with
-/// the Unix socket alone.
-pub async fn bind_tcp(setting: &str) -> Option<TcpListener> {
+/// Binds the HTTP port. A busy port or an invalid address is returned as
+/// `Err(reason)`: the daemon goes on with the Unix socket alone and reports
+/// the reason in `GET /api/v1/daemon`.
+pub async fn bind_tcp(setting: &str) -> Result<Option<TcpListener>, String> {
     if setting == "off" {
-        return None;
+        return Ok(None);
     }
-    let address: SocketAddr = match setting.parse() {
-        Ok(address) => address,
-        Err(error) => {
-            tracing::error!(setting, %error, "invalid HTTP address; serving the Unix socket only");
-            return None;
-        }
-    };
+    let address: SocketAddr = setting.parse().map_err(|error| {
+        format!("invalid HTTP address {setting:?} ({error}): set server.http in the config or STUDIOML_HTTP to an address such as 127.0.0.1:5000, or off")
+    })?;
     if !address.ip().is_loopback() {
-        tracing::warn!(%address, "the HTTP API listens on a non-loopback address and has no authentication");
+        tracing::warn!(%address, "the HTTP API listens on a non-loopback address: other hosts can read experiments");
     }
-    match TcpListener::bind(address).await {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            tracing::warn!(%address, %error, "cannot open the HTTP port; serving the Unix socket only (set server.http in the config to another port)");
-            None
-        }
-    }
+    TcpListener::bind(address).await.map(Some).map_err(|error| {
+        format!("cannot listen on {address}: {error}; set server.http in the config or STUDIOML_HTTP to another port, then restart studiod")
+    })
 }
 
 /// Serves until SIGTERM, SIGINT or a shutdown request.

@@ -177,7 +177,7 @@ fn supervise(spec: &Spec, run_dir: &Path, stop_signal: &AtomicBool) -> Exit {
     let started = Instant::now();
     let deadline = spec
         .max_duration
-        .map(|seconds| started + Duration::from_secs_f64(seconds.max(0.0)));
+        .map(|seconds| started + seconds_to_duration(seconds));
     let mut stop: Option<(Instant, String)> = None;
     let mut killed = false;
     let status = loop {
@@ -204,7 +204,7 @@ fn supervise(spec: &Spec, run_dir: &Path, stop_signal: &AtomicBool) -> Exit {
             if let Some(reason) = reason {
                 signal_group(pid, nix::sys::signal::Signal::SIGTERM);
                 stop = Some((
-                    Instant::now() + Duration::from_secs_f64(spec.stop_grace),
+                    Instant::now() + seconds_to_duration(spec.stop_grace),
                     reason,
                 ));
             }
@@ -241,6 +241,13 @@ fn supervise(spec: &Spec, run_dir: &Path, stop_signal: &AtomicBool) -> Exit {
         reason,
         time: crate::events::now(),
     }
+}
+
+/// Converts seconds from the spec, clamping negative, huge or NaN values
+/// instead of panicking: the spec comes from a file.
+fn seconds_to_duration(seconds: f64) -> Duration {
+    let capped = seconds.clamp(0.0, studio_core::duration::MAX_SECONDS);
+    Duration::try_from_secs_f64(capped).unwrap_or(Duration::ZERO)
 }
 
 fn open_output(path: &Path) -> std::io::Result<File> {

@@ -59,13 +59,13 @@ pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> 
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts == 1 {
-                    eprintln!("\nstudio: stopping experiment {key} (press Ctrl-C again to leave it running)");
+                    eprintln!("\nstudio: stopping experiment {key}: SIGTERM now, SIGKILL after the grace period (press Ctrl-C again to stop waiting)");
                     let path = format!("/api/v1/experiments/{}/stop", encode_segment(&key));
                     if let Err(error) = client.json::<Experiment>(Method::POST, &path, None::<&()>).await {
                         eprintln!("studio: cannot stop {key}: {error:#}");
                     }
                 } else {
-                    eprintln!("\nstudio: detached; experiment {key} goes on: `studio logs -f {key}` follows it, `studio runs stop {key}` stops it");
+                    eprintln!("\nstudio: detached from experiment {key}; the stop request stands (SIGKILL after the grace period); `studio runs show {key}` shows how it ended");
                     return Ok(ExitCode::from(130));
                 }
             }
@@ -171,6 +171,9 @@ fn build_request(
     let script_args = args.command[1..].to_vec();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let module = script.contains("::");
+    if !module && cwd.join(&script).is_dir() {
+        bail!("script {script} is a directory: give the .py file to run, or use package::module for a module");
+    }
     if !module && !cwd.join(&script).is_file() {
         bail!(
             "script {script} not found in {}: check the path, or use package::module for a module",
@@ -260,7 +263,14 @@ fn validate_metric(metric: &str) -> anyhow::Result<()> {
 /// runs in the same (virtual) environment as the user's shell.
 fn find_python() -> anyhow::Result<PathBuf> {
     if let Some(python) = std::env::var_os("STUDIOML_PYTHON") {
-        return Ok(PathBuf::from(python));
+        let python = PathBuf::from(python);
+        if !python.is_file() {
+            bail!(
+                "STUDIOML_PYTHON is {}, which is not a file: set it to a Python interpreter or unset it to use python3 from PATH",
+                python.display()
+            );
+        }
+        return Ok(python);
     }
     which::which("python3")
         .or_else(|_| which::which("python"))

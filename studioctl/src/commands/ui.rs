@@ -11,8 +11,11 @@ pub async fn ui(client: &Client, args: &UiArgs) -> anyhow::Result<()> {
         .json(Method::GET, "/api/v1/daemon", None::<&()>)
         .await?;
     let Some(address) = info.http else {
+        if let Some(reason) = info.http_error {
+            anyhow::bail!("studiod serves no HTTP port: {reason}");
+        }
         anyhow::bail!(
-            "studiod serves no HTTP port: set server.http in {} (for example 127.0.0.1:5000) and restart it with `studio daemon stop`",
+            "studiod serves no HTTP port because HTTP is off: set server.http in {} (for example 127.0.0.1:5000), or STUDIOML_HTTP, then restart it with `studio daemon stop`",
             client.paths.config_file().display()
         );
     };

@@ -187,7 +187,7 @@ pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<(String, u
     use std::os::unix::fs::MetadataExt;
     let mut hasher = Sha256::new();
     hasher.update(format!(
-        "v1 ignore={honour_ignore_file}\n{}\n",
+        "v2 ignore={honour_ignore_file}\n{}\n",
         source.display()
     ));
     let metadata = std::fs::metadata(source).map_err(|error| match error.kind() {
@@ -216,13 +216,20 @@ pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<(String, u
         } else {
             PathBuf::new()
         };
+        // The change time and inode catch a rewrite that kept the size and
+        // had its modification time set back (`touch -d`, `cp -p`,
+        // `rsync -t`): no tool can set ctime.
         hasher.update(format!(
-            "{}\0{:o}\0{}\0{}.{}\0{}\n",
+            "{}\0{:o}\0{}\0{}.{}\0{}.{}\0{}:{}\0{}\n",
             name.display(),
             metadata.mode(),
             metadata.len(),
             metadata.mtime(),
             metadata.mtime_nsec(),
+            metadata.ctime(),
+            metadata.ctime_nsec(),
+            metadata.dev(),
+            metadata.ino(),
             link.display()
         ));
     }
@@ -355,6 +362,26 @@ mod tests {
             !names.iter().any(|name| name.starts_with("target")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn fingerprint_sees_rewrite_with_old_mtime() {
+        let directory = tempfile::tempdir().unwrap();
+        let file = directory.path().join("small.txt");
+        std::fs::write(&file, "aaaa").unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        let (before, _) = fingerprint(directory.path(), true).unwrap();
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, "bbbb").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        let (after, _) = fingerprint(directory.path(), true).unwrap();
+        assert_ne!(before, after);
     }
 
     #[test]
