@@ -3,7 +3,7 @@
 # event log: time to replay the log at start, time of the dashboard's first
 # page and of other pages, and the memory (RSS) of studiod.
 # Usage: scripts/bench-dashboard.sh [COUNT]   (default 100000)
-# Uses a release build; the figures go into docs/benchmarks-dashboard.md.
+# Uses a release build; the figures go into docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -38,7 +38,7 @@ time to the bound shows that overhead.
 The default delay (25 ms) and model cost (20 ms per call plus 0.05 ms per
 item) make the fetch stage of the 32-worker pipe the bottleneck: its bound
 is 0.78 ms per URL, against 0.21 ms per URL for the model with batches of
-128. In a run on a 2-core machine (docs/benchmarks-model-pipe.md) the
+128. In a run on a 2-core machine (docs/benchmarks.md) the
 client used about 0.5 ms of CPU time per URL, so a much shorter delay would
 measure the CPU instead of the pipe.
 
