@@ -532,3 +532,27 @@ fn http_routes_list_and_stream_artifacts() {
     assert_eq!(status, 404);
     assert!(body.contains("no stored artifact"), "{body}");
 }
+
+#[test]
+fn modified_reuse_cache_is_unpacked_again() {
+    let studio = Studio::new();
+    studio.write("data/values.txt", "original\n");
+    studio.write("noop.py", "pass\n");
+    studio.ok(&["run", "-e", "source", "--capture-once=data:data", "noop.py"]);
+
+    // As root the read-only mode does not stop the write, so the script
+    // changes the cached copy that --reuse hands out.
+    studio.write(
+        "tamper.py",
+        "import os\nfrom studio import fs_tracker\npath = os.path.join(fs_tracker.get_artifact('d'), 'values.txt')\nos.chmod(path, 0o644)\nopen(path, 'w').write('tampered\\n')\n",
+    );
+    studio.ok(&["run", "-r", "source/data:d", "tamper.py"]);
+
+    studio.write(
+        "read.py",
+        "import os\nfrom studio import fs_tracker\nprint(open(os.path.join(fs_tracker.get_artifact('d'), 'values.txt')).read(), end='')\n",
+    );
+    let output = studio.studio(&["run", "-r", "source/data:d", "read.py"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "original\n");
+}

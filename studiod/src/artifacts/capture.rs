@@ -523,6 +523,26 @@ impl Daemon {
     /// The cached files are read only.
     async fn unpack_cached(&self, digest: &str, file: Option<&str>) -> Result<PathBuf, String> {
         let target = self.artifacts.blob_cache.join(digest);
+        let fingerprint_file = self
+            .artifacts
+            .blob_cache
+            .join(format!("{digest}.fingerprint"));
+        if target.exists() && !cache_is_intact(&target, &fingerprint_file).await {
+            // A script wrote into the read-only copy (root ignores the mode).
+            // Later experiments must get the stored content, and one that
+            // still uses the modified copy keeps it under another name.
+            let aside = self.artifacts.blob_cache.join(format!(
+                "{digest}.modified-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            tracing::warn!(digest, aside = %aside.display(), "cached copy of a blob was modified; unpacking it again");
+            tokio::fs::rename(&target, &aside).await.map_err(|error| {
+                format!(
+                    "cannot move the modified cache {} aside: {error}",
+                    target.display()
+                )
+            })?;
+        }
         if !target.exists() {
             let temp = self
                 .artifacts
@@ -535,10 +555,14 @@ impl Daemon {
             }
             let unpack_target = target.clone();
             let unpack_temp = temp.clone();
+            let fingerprint_path = fingerprint_file.clone();
             let unpacked = tokio::task::spawn_blocking(move || {
                 let reader = std::fs::File::open(&unpack_temp)?;
                 super::unpack::unpack(reader, &unpack_target).map_err(std::io::Error::other)?;
                 make_read_only(&unpack_target);
+                let (fingerprint, _) = super::pack::fingerprint(&unpack_target, false)
+                    .map_err(std::io::Error::other)?;
+                std::fs::write(&fingerprint_path, fingerprint)?;
                 Ok::<_, std::io::Error>(())
             })
             .await
@@ -635,6 +659,19 @@ fn readable_by(path: &Path, uid: u32) -> bool {
 /// Removes write permission from the files under `root`, so a script that
 /// reuses an artifact cannot change the shared cached copy. Directories
 /// stay writable so that `rm -rf` can still clear the cache.
+/// True when the cached copy still has the fingerprint (names, sizes,
+/// times, inodes) recorded when it was unpacked. A copy from before
+/// fingerprints were recorded counts as intact.
+async fn cache_is_intact(target: &Path, fingerprint_file: &Path) -> bool {
+    let Ok(recorded) = tokio::fs::read_to_string(fingerprint_file).await else {
+        return true;
+    };
+    let target = target.to_path_buf();
+    let current =
+        tokio::task::spawn_blocking(move || super::pack::fingerprint(&target, false)).await;
+    matches!(current, Ok(Ok((fingerprint, _))) if fingerprint == recorded)
+}
+
 fn make_read_only(root: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mut pending = vec![root.to_path_buf()];
