@@ -632,7 +632,7 @@ function listen() {
   stream.onmessage = (event) => schedule(JSON.parse(event.data));
   const kinds = ["ExperimentCreated", "ExperimentStarted", "EnvironmentRecorded", "GitRecorded", "TagsChanged",
     "StopRequested", "ExperimentFinished", "ExperimentInterrupted", "ExperimentDeleted", "ArtifactStored", "ExperimentQueued",
-    "MetricReported"];
+    "MetricReported", "ArtifactsNotStored"];
   for (const kind of kinds) stream.addEventListener(kind, (event) => schedule(JSON.parse(event.data)));
   // A lagged stream skipped events: refresh everything.
   stream.addEventListener("lagged", () => schedule(null));

@@ -301,6 +301,9 @@ pub struct Experiment {
     /// User who asked for the stop.
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// Artifacts that could not be stored, each as `tag: error`.
+    #[serde(default)]
+    pub artifact_errors: Vec<String>,
     /// Last stored version of each artifact, by tag.
     #[serde(default)]
     pub artifacts: BTreeMap<String, ArtifactView>,

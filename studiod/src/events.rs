@@ -71,6 +71,12 @@ pub enum Event {
         value: f64,
         step: Option<i64>,
     },
+    /// Artifacts that could not be stored after their retries, each as
+    /// `tag: error`; appended before the experiment's end, which then counts
+    /// as failed even when the script exited with 0.
+    ArtifactsNotStored {
+        errors: Vec<String>,
+    },
 }
 
 impl Event {
@@ -89,6 +95,7 @@ impl Event {
             Event::ArtifactStored(_) => "ArtifactStored",
             Event::ExperimentQueued => "ExperimentQueued",
             Event::MetricReported { .. } => "MetricReported",
+            Event::ArtifactsNotStored { .. } => "ArtifactsNotStored",
         }
     }
 }
@@ -234,6 +241,9 @@ mod tests {
                 file: None,
             }),
             Event::ExperimentQueued,
+            Event::ArtifactsNotStored {
+                errors: vec!["weights: bucket unreachable".into()],
+            },
             Event::MetricReported {
                 value: 0.0,
                 step: Some(3),

@@ -96,6 +96,7 @@ impl Projection {
                 lifetime: created.lifetime,
                 tags: BTreeMap::new(),
                 stopped_by: None,
+                artifact_errors: Vec::new(),
                 artifacts: BTreeMap::new(),
                 hyperparameters: created.hyperparameters.clone(),
             };
@@ -139,16 +140,27 @@ impl Projection {
             }
             Event::StopRequested { by } => experiment.stopped_by = Some(by.clone()),
             Event::ExperimentFinished(finished) => {
+                let artifacts_lost = !experiment.artifact_errors.is_empty();
                 experiment.status = if finished.stopped {
                     Status::Stopped
-                } else if finished.exit_code == Some(0) {
+                } else if finished.exit_code == Some(0) && !artifacts_lost {
                     Status::Finished
                 } else {
                     Status::Failed
                 };
                 experiment.exit_code = finished.exit_code;
                 experiment.signal = finished.signal;
-                experiment.reason = finished.reason.clone();
+                experiment.reason = match (&finished.reason, artifacts_lost) {
+                    (reason, false) => reason.clone(),
+                    (None, true) => Some(format!(
+                        "artifacts not stored: {}",
+                        experiment.artifact_errors.join("; ")
+                    )),
+                    (Some(reason), true) => Some(format!(
+                        "{reason}; artifacts not stored: {}",
+                        experiment.artifact_errors.join("; ")
+                    )),
+                };
                 experiment.time_finished = Some(finished.time);
             }
             Event::ExperimentInterrupted { reason } => {
@@ -162,6 +174,9 @@ impl Projection {
             }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
             Event::ExperimentQueued => experiment.status = Status::Queued,
+            Event::ArtifactsNotStored { errors } => {
+                experiment.artifact_errors.extend(errors.iter().cloned());
+            }
             Event::MetricReported { value, .. } => {
                 experiment.metric_value = Some(crate::metrics::fold_metric(
                     experiment.metric.as_deref(),

@@ -556,3 +556,34 @@ fn modified_reuse_cache_is_unpacked_again() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "original\n");
 }
+
+#[test]
+fn capture_that_cannot_be_stored_fails_the_experiment() {
+    let studio = Studio::new();
+    let results = studio.work().join("results");
+    studio.write("results/first.txt", "1\n");
+    // The script removes its captured directory, so the final capture has
+    // nothing to store although the script exits with 0.
+    studio.write(
+        "remove.py",
+        "import shutil\nshutil.rmtree('results')\nprint('done')\n",
+    );
+    let capture = format!("--capture={}:results", results.display());
+    let output = studio.studio(&["run", "-e", "lost", &capture, "remove.py"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("artifacts not stored: results:"),
+        "{}",
+        stderr(&output)
+    );
+
+    let record = studio.experiment("lost");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["exit_code"], 0);
+    let errors = record["artifact_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{record}");
+    assert!(
+        errors[0].as_str().unwrap().starts_with("results: "),
+        "{record}"
+    );
+}

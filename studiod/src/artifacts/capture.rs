@@ -327,9 +327,18 @@ impl Daemon {
                 super::metrics::sample_once(&metrics.path.join("metrics.jsonl")).await;
             }
         }
-        self.capture_round(key, &session, false).await;
+        let failures = self.capture_round(key, &session, false).await;
         lock(&self.artifacts.sessions).remove(key);
-        tracing::info!(key, "final capture stored");
+        if failures.is_empty() {
+            tracing::info!(key, "final capture stored");
+            return;
+        }
+        // The end of the experiment is recorded after this, so it shows
+        // the experiment failed with these errors instead of finished.
+        let event = Event::ArtifactsNotStored { errors: failures };
+        if let Err(error) = self.log.append(key, event).await {
+            tracing::error!(key, %error, "cannot record the artifacts that were not stored");
+        }
     }
 
     /// Frees the blobs of a deleted experiment that no other experiment
@@ -388,19 +397,24 @@ impl Daemon {
     /// Captures every mutable artifact once. A periodic round that gets
     /// the lock after the final capture began does nothing, so no
     /// `ArtifactStored` follows the final one.
-    async fn capture_round(&self, key: &str, session: &Session, periodic: bool) {
+    /// Captures every mutable artifact once; returns the failures as
+    /// `tag: error`.
+    async fn capture_round(&self, key: &str, session: &Session, periodic: bool) -> Vec<String> {
         let Some(plan) = self.read_plan(key) else {
-            return;
+            return Vec::new();
         };
         let _round = session.round.lock().await;
         if periodic && session.stopped.load(Ordering::Acquire) {
-            return;
+            return Vec::new();
         }
+        let mut failures = Vec::new();
         for planned in plan.captures.iter().filter(|planned| planned.mutable) {
             if let Err(error) = self.capture(key, session, planned).await {
                 tracing::error!(key, tag = planned.tag, %error, "capture failed");
+                failures.push(format!("{}: {error}", planned.tag));
             }
         }
+        failures
     }
 
     /// Packs one artifact and stores it unless its last stored version has
