@@ -88,7 +88,14 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let mut temp = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
+    let total = response
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
     let mut body = response.into_body();
+    let mut received = 0u64;
+    let mut last_report = std::time::Instant::now();
     while let Some(frame) = body.frame().await {
         let frame = frame.with_context(|| {
             format!(
@@ -97,6 +104,19 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         })?;
         if let Some(data) = frame.data_ref() {
             temp.write_all(data)?;
+            received += data.len() as u64;
+        }
+        // Progress for downloads that take a while: above 4 MiB, once a second.
+        if received > PROGRESS_THRESHOLD
+            && last_report.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            let of_total =
+                total.map_or(String::new(), |total| format!(" of {}", human_bytes(total)));
+            eprintln!(
+                "studio: downloading {key}/{tag}: {}{of_total}",
+                human_bytes(received)
+            );
+            last_report = std::time::Instant::now();
         }
     }
     temp.flush()?;
@@ -256,6 +276,9 @@ impl FinalCaptureReporter {
 }
 
 /// Bytes in B, KiB, MiB or GiB with one decimal.
+/// Downloads above this many bytes report their progress.
+const PROGRESS_THRESHOLD: u64 = 4 << 20;
+
 pub fn human_bytes(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
