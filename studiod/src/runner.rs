@@ -38,7 +38,7 @@ impl Caller {
     /// User id of callers whose identity is unknown; matches no owner.
     pub const ANONYMOUS_UID: u32 = u32::MAX - 1;
 
-    /// A caller on the HTTP port without the dashboard token.
+    /// Makes the caller of an HTTP request without the dashboard token.
     pub fn anonymous() -> Self {
         Self {
             uid: Self::ANONYMOUS_UID,
@@ -48,7 +48,7 @@ impl Caller {
     }
 }
 
-/// Longest experiment key accepted.
+/// Maximum length of an experiment key.
 const MAX_KEY_LENGTH: usize = 200;
 
 impl Daemon {
@@ -64,8 +64,8 @@ impl Daemon {
         self.experiment_dir(key).join("output")
     }
 
-    /// The `ExperimentCreated` event of a request: what is recorded of it
-    /// (never its environment).
+    /// Builds the `ExperimentCreated` event of a request, which records what
+    /// the experiment is but never its environment.
     pub(crate) fn created_event(
         &self,
         request: &RunRequest,
@@ -289,9 +289,9 @@ impl Daemon {
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        // SAFETY: setsid is async-signal-safe; it detaches the supervisor
-        // from studiod's session so that signals to the daemon's group
-        // (Ctrl-C in a terminal, systemd stopping it) leave experiments be.
+        // SAFETY: setsid is async-signal-safe. It detaches the supervisor
+        // from studiod's session, so signals to the daemon's group (Ctrl-C
+        // in a terminal, systemd stopping it) do not reach experiments.
         unsafe {
             command.pre_exec(|| {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;
