@@ -12,7 +12,7 @@
 use crate::api::ApiError;
 use crate::daemon::Daemon;
 use crate::events::{self, Event, Finished};
-use crate::runner::{generate_key, validate_key, validate_request, Caller};
+use crate::runner::{validate_request, Caller};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -173,19 +173,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         let module = request.script.contains("::");
         let guard = self.creating.lock().await;
-        let key = match &request.experiment {
-            Some(key) => {
-                validate_key(key)?;
-                key.clone()
-            }
-            None => generate_key(),
-        };
-        if let Some(existing) = self.experiment(&key) {
-            return Err(ApiError::conflict(format!(
-                "experiment {key} already exists (status {}): choose another --experiment, or delete it first with `studio runs kill {key}`",
-                existing.status
-            )));
-        }
+        let key = self.new_key(&request)?;
         let directory = self.paths.experiment_dir(&key);
         if directory.exists() {
             tracing::warn!(key, dir = %directory.display(), "removing files left by a deleted experiment");

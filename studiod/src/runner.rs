@@ -90,6 +90,26 @@ impl Daemon {
         }
     }
 
+    /// Returns the key asked for, checked and not yet used, or a generated
+    /// one. Call it while holding `creating`, which keeps the key free
+    /// until the experiment is created.
+    pub(crate) fn new_key(&self, request: &RunRequest) -> Result<String, ApiError> {
+        let key = match &request.experiment {
+            Some(key) => {
+                validate_key(key)?;
+                key.clone()
+            }
+            None => generate_key(),
+        };
+        if let Some(existing) = self.experiment(&key) {
+            return Err(ApiError::conflict(format!(
+                "experiment {key} already exists (status {}): choose another --experiment, or delete it first with `studio runs kill {key}`",
+                existing.status
+            )));
+        }
+        Ok(key)
+    }
+
     /// Creates an experiment from `request` and starts it now.
     pub async fn start_experiment(
         self: &Arc<Self>,
@@ -109,19 +129,7 @@ impl Daemon {
         self.check_artifact_requests(&request, &caller)?;
 
         let guard = self.creating.lock().await;
-        let key = match &request.experiment {
-            Some(key) => {
-                validate_key(key)?;
-                key.clone()
-            }
-            None => generate_key(),
-        };
-        if let Some(existing) = self.experiment(&key) {
-            return Err(ApiError::conflict(format!(
-                "experiment {key} already exists (status {}): choose another --experiment, or delete it first with `studio runs kill {key}`",
-                existing.status
-            )));
-        }
+        let key = self.new_key(&request)?;
         let experiment_dir = self.experiment_dir(&key);
         if experiment_dir.exists() {
             tracing::warn!(key, dir = %experiment_dir.display(), "removing files left by a deleted experiment");

@@ -15,10 +15,8 @@
 //! When `STORAGE_EMULATOR_HOST` is set (the variable Google's other client
 //! libraries read), requests go to that emulator without credentials.
 
-use super::remote::{blob_key, digest_of_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
-use super::store::{
-    validate_digest, ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader,
-};
+use super::remote::{blob_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
+use super::store::{ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use google_cloud_gax::retry_policy::RetryPolicyExt as _;
 use google_cloud_storage::client::Storage;
@@ -411,21 +409,9 @@ impl ArtifactStore for GcsStore {
     }
 
     async fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
-        let mut blobs: Vec<BlobInfo> = self
-            .list_objects(BLOB_PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|(key, size)| {
-                let digest = digest_of_key(&key)?;
-                validate_digest(digest).ok()?;
-                Some(BlobInfo {
-                    digest: digest.to_string(),
-                    size,
-                })
-            })
-            .collect();
-        blobs.sort_by(|left, right| left.digest.cmp(&right.digest));
-        Ok(blobs)
+        Ok(super::remote::blobs_of_objects(
+            self.list_objects(BLOB_PREFIX).await?,
+        ))
     }
 }
 

@@ -21,6 +21,24 @@ pub fn blob_key(digest: &str) -> Result<String, StoreError> {
 }
 
 /// Returns the digest part of a blob's key, or `None` for other keys.
+/// Turns `(object key, size)` pairs of a listing into blobs, sorted by
+/// digest; objects that are not blobs are left out.
+pub fn blobs_of_objects(objects: Vec<(String, u64)>) -> Vec<super::store::BlobInfo> {
+    let mut blobs: Vec<super::store::BlobInfo> = objects
+        .into_iter()
+        .filter_map(|(key, size)| {
+            let digest = digest_of_key(&key)?;
+            super::store::validate_digest(digest).ok()?;
+            Some(super::store::BlobInfo {
+                digest: digest.to_string(),
+                size,
+            })
+        })
+        .collect();
+    blobs.sort_by(|left, right| left.digest.cmp(&right.digest));
+    blobs
+}
+
 pub fn digest_of_key(key: &str) -> Option<&str> {
     key.strip_prefix(BLOB_PREFIX)?.strip_suffix(".tar.gz")
 }

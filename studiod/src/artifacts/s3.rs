@@ -9,10 +9,8 @@
 //! its key only once `CompleteMultipartUpload` succeeds. A failed multipart
 //! upload is aborted so that its parts do not linger.
 
-use super::remote::{blob_key, digest_of_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
-use super::store::{
-    validate_digest, ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader,
-};
+use super::remote::{blob_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
+use super::store::{ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -458,21 +456,9 @@ impl ArtifactStore for S3Store {
     }
 
     async fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
-        let mut blobs: Vec<BlobInfo> = self
-            .list_objects(BLOB_PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|(key, size)| {
-                let digest = digest_of_key(&key)?;
-                validate_digest(digest).ok()?;
-                Some(BlobInfo {
-                    digest: digest.to_string(),
-                    size,
-                })
-            })
-            .collect();
-        blobs.sort_by(|left, right| left.digest.cmp(&right.digest));
-        Ok(blobs)
+        Ok(super::remote::blobs_of_objects(
+            self.list_objects(BLOB_PREFIX).await?,
+        ))
     }
 }
 
