@@ -84,8 +84,7 @@ pub fn parse_grid(argument: &str) -> Result<GridParam, HyperparamError> {
         return Err(invalid(
             argument,
             format!(
-                "{} values is more than {MAX_GRID_VALUES}: use a larger step or a count",
-                numbers.len()
+                "the range has more than {MAX_GRID_VALUES} values: use a larger step or a count"
             ),
         ));
     }
