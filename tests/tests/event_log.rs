@@ -26,7 +26,8 @@ fn studio_with_fixture() -> Studio {
 #[test]
 fn version_one_log_loads() {
     let studio = studio_with_fixture();
-    let listing: serde_json::Value = serde_json::from_str(&studio.ok(&["runs", "list", "all", "--json"])).unwrap();
+    let listing: serde_json::Value =
+        serde_json::from_str(&studio.ok(&["runs", "list", "all", "--json"])).unwrap();
     let experiments = listing.as_array().unwrap();
     assert_eq!(experiments.len(), 3);
 
@@ -43,7 +44,10 @@ fn version_one_log_loads() {
     assert_eq!(stopped["signal"], 15);
 
     insta::assert_snapshot!("version_one_table", studio.ok(&["runs", "list", "all"]));
-    insta::assert_snapshot!("version_one_projects", studio.ok(&["runs", "list", "projects"]));
+    insta::assert_snapshot!(
+        "version_one_projects",
+        studio.ok(&["runs", "list", "projects"])
+    );
 }
 
 #[test]
