@@ -1,0 +1,113 @@
+//! `scripts/bench_peers.py --smoke` runs end to end against the debug
+//! binaries, so the peer benchmark cannot rot between its full runs. The
+//! smoke mode uses tiny sizes and measures Studio only; its figures mean
+//! nothing and are not checked, only that every case produced its rows.
+
+use std::process::Command;
+
+/// One row of the benchmark's markdown table.
+struct Row {
+    case: String,
+    measure: String,
+    tool: String,
+    median: String,
+    note: String,
+}
+
+fn rows(table: &str) -> Vec<Row> {
+    table
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| case "))
+        .map(|line| {
+            let cells: Vec<String> = line
+                .trim_matches('|')
+                .split(" | ")
+                .map(|cell| cell.trim().to_string())
+                .collect();
+            assert_eq!(cells.len(), 8, "row with {} cells: {line}", cells.len());
+            Row {
+                case: cells[0].clone(),
+                measure: cells[1].clone(),
+                tool: cells[2].clone(),
+                median: cells[4].clone(),
+                note: cells[7].clone(),
+            }
+        })
+        .collect()
+}
+
+fn run_smoke() -> String {
+    let script = studio_tests::repository().join("scripts/bench_peers.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg("--smoke")
+        .arg("--studio")
+        .arg(studio_tests::binary("studio"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("STUDIOML_HOME")
+        .env_remove("STUDIOML_SOCKET")
+        .output()
+        .expect("run python3 scripts/bench_peers.py");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "bench_peers.py --smoke failed with {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn studio_row<'a>(rows: &'a [Row], case: &str, measure_prefix: &str) -> &'a Row {
+    rows.iter()
+        .find(|row| {
+            row.case == case && row.tool == "Studio" && row.measure.starts_with(measure_prefix)
+        })
+        .unwrap_or_else(|| panic!("no Studio row for case {case} ({measure_prefix})"))
+}
+
+fn is_seconds(text: &str) -> bool {
+    text.parse::<f64>().is_ok_and(|seconds| seconds > 0.0)
+}
+
+#[test]
+fn smoke_mode_fills_every_case() {
+    let stdout = run_smoke();
+    assert!(stdout.contains("- Machine: "), "{stdout}");
+    assert!(stdout.contains("- Studio: studio "), "{stdout}");
+    let rows = rows(&stdout);
+
+    // Cases 1 and 3 use only what every build has: they must be measured.
+    let bare = rows
+        .iter()
+        .find(|row| row.case == "1" && row.tool == "python3")
+        .expect("python3 baseline row");
+    assert!(is_seconds(&bare.median), "python3 median {:?}", bare.median);
+    for (case, measure) in [("1", "trivial run"), ("3", "list all"), ("3", "first page")] {
+        let row = studio_row(&rows, case, measure);
+        assert!(
+            is_seconds(&row.median),
+            "case {case} {measure}: median {:?}, note {:?}",
+            row.median,
+            row.note
+        );
+    }
+
+    // Cases 2, 4 and 5 need the metric, artifact and search features; a
+    // build without one says so in the note instead of a figure.
+    for (case, measure) in [
+        ("2", ""),
+        ("4", "snapshot, first"),
+        ("4", "snapshot, unchanged"),
+        ("5", "grid"),
+    ] {
+        let row = studio_row(&rows, case, measure);
+        assert!(
+            is_seconds(&row.median) || row.note.starts_with("not available in this build"),
+            "case {case} {measure}: median {:?}, note {:?}",
+            row.median,
+            row.note
+        );
+    }
+    assert!(!stdout.contains("failed:"), "{stdout}");
+}
