@@ -40,9 +40,9 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(REPOSITORY, ".bench-venv")
 
 # Exact versions, so that two full runs compare the same peers. StudioML
-# 0.0.49 imports only with urllib3<2 and requests_toolbelt<1 (see
-# shared/reference/studioml-inventory.md); tensorboardX writes the
-# TensorBoard files of case 2.
+# 0.0.49 imports only with urllib3<2 and requests_toolbelt<1, because its
+# vendored pyrebase imports urllib3.contrib.appengine. tensorboardX writes
+# the TensorBoard files of case 2.
 PEER_PACKAGES = [
     "guildai==0.9.0",
     "mlflow==3.17.2",
@@ -238,7 +238,7 @@ class Results:
             if row["tool"] == "Studio" or median is None or studio is None:
                 ratio = "—"
             else:
-                ratio = f"{studio / median:.2f}"
+                ratio = f"{studio / median:.3g}"
             lines.append(
                 "| {case} | {group} | {tool} | {what} | {median} | {runs} | {ratio} | {note} |".format(
                     case=row["case"],
@@ -310,7 +310,7 @@ def mlflow_metrics_script(points):
         "            batch = []\n"
         "    if batch:\n"
         "        client.log_batch(run.info.run_id, metrics=batch)\n"
-        "    print(run.info.run_id)\n"
+        '    print("run_id", run.info.run_id)\n'
     )
 
 
@@ -614,7 +614,7 @@ class Bench:
             tools.append(("StudioML 0.0.49", through_studioml))
             studioml_note = (
                 "local DB, local storage, `--queue local`: the script runs, then the worker exits 1 "
-                "with `TypeError: Unknown type of None` on the empty queue (B9)"
+                "with `TypeError: Unknown type of None` on the empty queue"
             )
 
         try:
@@ -723,7 +723,10 @@ class Bench:
             def through_mlflow():
                 start = time.perf_counter()
                 completed = run([os.path.join(self.venv_bin, "python"), "metrics_mlflow.py"], env=server.env, cwd=work)
-                run_id = last_line(completed.stdout)
+                found = re.search(r"^run_id (\w+)$", completed.stdout, re.MULTILINE)
+                if not found:
+                    raise BenchError(f"metrics_mlflow.py printed no run id: {completed.stdout!r}")
+                run_id = found.group(1)
                 if not wait_until(lambda: history_complete(run_id)):
                     raise BenchError(f"MLflow never returned {points} points for run {run_id}")
                 return time.perf_counter() - start
@@ -734,12 +737,12 @@ class Bench:
         try:
             for index in range(runs):
                 for name, measure in rotated(tools, index):
+                    if name == "Studio" and missing is not None:
+                        continue
                     try:
                         samples.setdefault(name, []).append(measure())
                     except FeatureMissing as error:
                         missing = error
-                        tools = [tool for tool in tools if tool[0] != "Studio"]
-                        break
         finally:
             studio.stop()
 
@@ -871,7 +874,7 @@ class Bench:
                              samples[("MLflow", "list all")], notes["MLflow"])
         if self.peer("studioml"):
             self.results.add(3, "list all", "StudioML 0.0.49", "—",
-                             note="cannot: `studio runs list` prints an empty table with a local DB (B10)")
+                             note="cannot: `studio runs list` prints an empty table with a local DB")
         self.results.add(3, "first page of 100", "Studio", "`GET /api/v1/experiments?limit=100` on the HTTP port",
                          samples[("Studio", "first page of 100")])
         if self.peer("guild"):
@@ -982,7 +985,7 @@ class Bench:
         studioml_rows = {}
         if self.peer("studioml"):
             # Last: it deletes the working directory and extracts its copy
-            # back (B5), which must not disturb the other tools.
+            # back, which must not disturb the other tools.
             studioml = StudioML(self.venv_bin, self.root, "case4")
             for group in ("first", "unchanged"):
                 before = studioml.blob_bytes()
@@ -990,7 +993,7 @@ class Bench:
                 added = studioml.blob_bytes() - before
                 if "hello" not in completed.stdout + completed.stderr:
                     raise BenchError(f"StudioML did not run the script: {last_line(completed.stderr)}")
-                studioml_rows[group] = ([seconds], f"stored {mib(added)} (uncompressed tar); deletes and re-extracts the working directory (B5)")
+                studioml_rows[group] = ([seconds], f"stored {mib(added)} (uncompressed tar); deletes and re-extracts the working directory")
 
         for group in ("first", "unchanged"):
             label = f"snapshot, {group}"
@@ -1097,12 +1100,12 @@ class Bench:
         try:
             for index in range(runs):
                 for name, measure in rotated(tools, index):
+                    if name == "Studio" and missing is not None:
+                        continue
                     try:
                         samples.setdefault(name, []).append(measure())
                     except FeatureMissing as error:
                         missing = error
-                        tools = [tool for tool in tools if tool[0] != "Studio"]
-                        break
         finally:
             studio.stop()
 
@@ -1189,14 +1192,14 @@ def peer_versions(python):
     return json.loads(run([python, "-c", script]).stdout)
 
 
-def report_header(args, studio_version, python, versions):
+def report_header(studio_binary, studio_version, python, versions):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     python_version = last_line(run([python, "--version"]).stdout)
     lines = [
         f"Date: {now}",
         f"Machine: {machine_description()}",
         f"Command: `scripts/bench_peers.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
-        f"Studio: {studio_version} (release build)" if not args.smoke else f"Studio: {studio_version}",
+        f"Studio: {studio_version} ({studio_binary})",
         f"Python for every script: {python_version}",
     ]
     for name, version in versions.items():
@@ -1248,7 +1251,7 @@ def main():
     log(f"working under {root}")
     bench = Bench(args, sizes, studio_binary, python, peers, root)
     studio_version = Studio(studio_binary, root, python, "version").version()
-    header = report_header(args, studio_version, python, versions)
+    header = report_header(studio_binary, studio_version, python, versions)
     failures = []
     try:
         for number, method in [(1, bench.case_overhead), (2, bench.case_metrics), (3, bench.case_listing),
@@ -1257,7 +1260,7 @@ def main():
                 continue
             try:
                 method()
-            except (BenchError, subprocess.TimeoutExpired, OSError) as error:
+            except Exception as error:  # noqa: BLE001 - report the case and go on with the others
                 failures.append(f"case {number}: {error}")
                 log(f"case {number} failed: {error}")
                 bench.results.add(number, "—", "—", "—", note=f"failed: {error}")
