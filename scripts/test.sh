@@ -17,6 +17,12 @@ fi
 # Experiments started by the tests run the python3 found on PATH.
 export PATH="$PWD/.venv/bin:$PATH"
 
+echo "== Chromium and chromedriver for the dashboard's browser tests"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
@@ -33,3 +39,6 @@ if [ -d python/tests ]; then
     echo "== pytest"
     python -m pytest python/tests -q
 fi
+
+echo "== browser tests of the dashboard (headless Chromium)"
+python -m pytest tests/browser -q

@@ -109,6 +109,98 @@ pub struct RunRequest {
     pub metric: Option<String>,
     /// Seconds between SIGTERM and SIGKILL on stop.
     pub stop_grace: Option<f64>,
+    /// Artifacts asked for with `--capture-once`, `--capture` and `--reuse`;
+    /// paths are absolute (the client expands `~` and relative paths).
+    pub artifacts: Vec<ArtifactRequest>,
+    /// `local` puts the experiment on studiod's local queue, which starts
+    /// it when a worker slot is free; absent means start it now.
+    pub queue: Option<String>,
+    /// Experiments of the local queue that run at once for this request;
+    /// default one per free GPU, else one.
+    pub num_workers: Option<u32>,
+    /// Hyperparameter values of this experiment, recorded on it.
+    pub hyperparameters: BTreeMap<String, String>,
+    /// Files to add to the experiment's artifact mapping without storing
+    /// them, such as the `.npy` arrays of an optimizer's parameters.
+    pub extra_artifacts: BTreeMap<String, PathBuf>,
+}
+
+/// One artifact flag of `studio run`, parsed by the client and checked
+/// again by the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ArtifactRequest {
+    /// `--capture-once PATH:TAG`: stored once at start, immutable.
+    CaptureOnce { tag: String, path: PathBuf },
+    /// `--capture-once URL:TAG`: downloaded once into the blob cache.
+    Download { tag: String, url: String },
+    /// `--capture PATH:TAG`: the user's own path, stored periodically and
+    /// at the end.
+    Capture { tag: String, path: PathBuf },
+    /// `--reuse KEY/TAG:NEWTAG`: another experiment's stored artifact, read
+    /// only.
+    Reuse {
+        tag: String,
+        experiment: String,
+        source_tag: String,
+    },
+}
+
+impl ArtifactRequest {
+    /// Tag under which the script finds the artifact.
+    pub fn tag(&self) -> &str {
+        match self {
+            ArtifactRequest::CaptureOnce { tag, .. }
+            | ArtifactRequest::Download { tag, .. }
+            | ArtifactRequest::Capture { tag, .. }
+            | ArtifactRequest::Reuse { tag, .. } => tag,
+        }
+    }
+}
+
+/// The last stored version of one artifact of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactView {
+    /// SHA-256 of the packed tar.gz, in hex.
+    pub digest: String,
+    /// Bytes of the packed tar.gz.
+    pub size: u64,
+    /// Regular files inside.
+    pub files: u64,
+    /// True for artifacts captured again while the experiment runs.
+    pub mutable: bool,
+    /// Seconds since the Unix epoch when this version was stored.
+    pub time: f64,
+    /// Name of the file when the artifact is one file, not a directory.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// One entry of `GET /api/v1/experiments/{key}/artifacts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactEntry {
+    pub tag: String,
+    #[serde(flatten)]
+    pub view: ArtifactView,
+}
+
+/// Response of `GET /api/v1/experiments/{key}/captures`: the captures that
+/// run now, so a client can show progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureProgress {
+    /// True once the script has ended and the final capture runs.
+    pub final_capture: bool,
+    pub running: Vec<CaptureState>,
+}
+
+/// One capture in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureState {
+    pub tag: String,
+    /// Bytes of files read so far.
+    pub bytes_read: u64,
+    /// Bytes of all files to read; 0 until the files have been listed.
+    pub bytes_total: u64,
 }
 
 impl fmt::Debug for RunRequest {
@@ -133,6 +225,10 @@ impl fmt::Debug for RunRequest {
             .field("max_duration", &self.max_duration)
             .field("lifetime", &self.lifetime)
             .field("metric", &self.metric)
+            .field("queue", &self.queue)
+            .field("num_workers", &self.num_workers)
+            .field("hyperparameters", &self.hyperparameters)
+            .field("artifacts", &self.artifacts)
             .finish()
     }
 }
@@ -205,6 +301,12 @@ pub struct Experiment {
     /// User who asked for the stop.
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// Last stored version of each artifact, by tag.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, ArtifactView>,
+    /// Values of the hyperparameters searched, by name, as substituted.
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 impl Experiment {
@@ -282,6 +384,9 @@ pub struct DaemonInfo {
     pub host: String,
     /// Identifier of this host in event ids, as 16 hex digits.
     pub host_id: String,
+    /// User that studiod runs as, whom requests on the HTTP port act for.
+    #[serde(default)]
+    pub user: String,
     pub home: PathBuf,
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.
@@ -290,6 +395,10 @@ pub struct DaemonInfo {
     pub experiments: usize,
     pub running: usize,
     pub events: u64,
+    /// Token that lets the dashboard act as studiod's user on the HTTP
+    /// port; sent only to that user (and root) on the Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_token: Option<String>,
 }
 
 /// Body of every error answer.
@@ -301,6 +410,56 @@ pub struct ErrorBody {
 /// `PUT /api/v1/experiments/{key}/tags`: tags to set; an empty value
 /// removes the tag.
 pub type TagsRequest = BTreeMap<String, String>;
+
+/// `POST /api/v1/searches`: a hyperparameter search, run as experiments of
+/// one project on the local queue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Template of every experiment; `experiment` is the prefix of their
+    /// keys and `queue` is ignored.
+    pub run: RunRequest,
+    /// `NAME=SPEC` as given to `--hyperparam`.
+    pub hyperparams: Vec<String>,
+    /// `grid` (the default), `random`, `random:TRIALS`, `cmaes`, or the path
+    /// of a Python file that defines an `Optimizer` class.
+    pub optimizer: Option<String>,
+    /// The config's `optimizer:` section.
+    pub optimizer_config: serde_json::Value,
+}
+
+/// The best experiment of a search so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchBest {
+    pub key: String,
+    /// The metric's value, or the fitness when the search has no metric.
+    pub value: f64,
+    pub hyperparameters: BTreeMap<String, String>,
+}
+
+/// Answer of `POST /api/v1/searches` and `GET /api/v1/searches/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchInfo {
+    pub id: String,
+    pub project: String,
+    pub optimizer: String,
+    /// Keys of the experiments created so far, in order.
+    pub experiments: Vec<String>,
+    /// Number of experiments the search will run, when known in advance
+    /// (grid and random); optimizers that adapt may stop earlier.
+    pub total: Option<usize>,
+    /// Experiments that have ended, whatever their status.
+    pub ended: usize,
+    pub failed: usize,
+    pub workers: usize,
+    pub metric: Option<String>,
+    pub best: Option<SearchBest>,
+    /// True when every experiment has ended and no more will be created.
+    pub done: bool,
+    pub stopped: bool,
+    /// Why the search ended early, such as a plugin optimizer that failed.
+    pub error: Option<String>,
+}
 
 /// Removes `user:password@` from a URL so it can be recorded.
 pub fn strip_credentials(url: &str) -> String {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod duration;
+pub mod hyperparam;
 pub mod paths;
 
 /// Version of this build, sent in the `x-studio-version` header and shown by

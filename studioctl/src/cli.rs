@@ -23,6 +23,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print an experiment's output; -f follows it while it runs.
     Logs(LogsArgs),
+    /// List an experiment's stored artifacts, or unpack one.
+    Artifacts(ArtifactsArgs),
     /// Start, stop or inspect the local studiod.
     Daemon(DaemonArgs),
     /// Print the dashboard's address.
@@ -183,6 +185,29 @@ pub enum RunsCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    #[command(subcommand)]
+    pub command: ArtifactsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// List the stored artifacts of an experiment.
+    List {
+        key: String,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpack an artifact into DEST (default ./TAG), which must not exist.
+    Get {
+        key: String,
+        tag: String,
+        dest: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Keep printing new output until the experiment ends.
     #[arg(short, long)]
@@ -230,6 +255,9 @@ pub struct UiArgs {
     /// Accepted for StudioML compatibility.
     #[arg(long)]
     pub host: Option<String>,
+    /// Open the dashboard in the default browser (with `xdg-open`).
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// StudioML's multi-letter short flags, which clap cannot declare.
@@ -246,13 +274,22 @@ pub fn expand_short_aliases(args: Vec<String>) -> Vec<String> {
     let Some(run_position) = args.iter().position(|arg| arg == "run") else {
         return args;
     };
+    let value_flags = run_flags_with_values();
     let mut result = Vec::with_capacity(args.len());
     let mut in_script = false;
+    let mut is_value = false;
     for (index, arg) in args.into_iter().enumerate() {
         if index <= run_position || in_script {
             result.push(arg);
             continue;
         }
+        // The value of a flag, such as `--optimizer plugin.py`, is not the
+        // script even when it ends in `.py`.
+        if std::mem::take(&mut is_value) {
+            result.push(arg);
+            continue;
+        }
+        is_value = value_flags.contains(&arg);
         if !arg.starts_with('-') && (arg.ends_with(".py") || arg.contains("::")) {
             in_script = true;
             result.push(arg);
@@ -269,6 +306,32 @@ pub fn expand_short_aliases(args: Vec<String>) -> Vec<String> {
         result.push(replaced.unwrap_or(arg));
     }
     result
+}
+
+/// Flags of `run` that take a value as the next argument: `--config`,
+/// `-e`, and StudioML's multi-letter short forms.
+fn run_flags_with_values() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut flags: Vec<String> = LONG_ALIASES
+        .iter()
+        .map(|(short, _)| short.to_string())
+        .collect();
+    let command = Cli::command();
+    let Some(run) = command.find_subcommand("run") else {
+        return flags;
+    };
+    for argument in run.get_arguments() {
+        if argument.is_positional() || !argument.get_action().takes_values() {
+            continue;
+        }
+        if let Some(long) = argument.get_long() {
+            flags.push(format!("--{long}"));
+        }
+        if let Some(short) = argument.get_short() {
+            flags.push(format!("-{short}"));
+        }
+    }
+    flags
 }
 
 #[cfg(test)]
@@ -302,6 +365,33 @@ mod tests {
                 "x.py",
                 "-co",
                 "keep"
+            ])
+        );
+    }
+
+    #[test]
+    fn flag_values_ending_in_py_are_not_the_script() {
+        let args = strings(&[
+            "studio",
+            "run",
+            "--optimizer",
+            "plugin.py",
+            "-hp",
+            "x=0:1",
+            "train.py",
+            "-hp",
+        ]);
+        assert_eq!(
+            expand_short_aliases(args),
+            strings(&[
+                "studio",
+                "run",
+                "--optimizer",
+                "plugin.py",
+                "--hyperparam",
+                "x=0:1",
+                "train.py",
+                "-hp"
             ])
         );
     }

@@ -58,6 +58,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let client = client::Client::new(paths, None);
             commands::runs::runs(&client, args).await?;
         }
+        Command::Artifacts(args) => {
+            let client = client::Client::new(paths, None);
+            commands::artifacts::artifacts(&client, args).await?;
+        }
         Command::Logs(args) => {
             let client = client::Client::new(paths, None);
             commands::logs::logs(&client, args).await?;
@@ -70,9 +74,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let client = client::Client::new(paths, config);
             commands::daemon::daemon(&client, args.command).await?;
         }
-        Command::Ui(_) => {
+        Command::Ui(args) => {
             let client = client::Client::new(paths, None);
-            commands::ui::ui(&client).await?;
+            commands::ui::ui(&client, &args).await?;
         }
         Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }

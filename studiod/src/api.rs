@@ -20,6 +20,10 @@ use std::time::Duration;
 use studio_core::api::{DaemonInfo, ErrorBody, ListQuery, RunRequest, Status, TagsRequest};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+mod openapi;
+mod output_events;
+mod scalars_chart;
+
 /// An error answer: a status code and a message that names the value and
 /// the fix.
 #[derive(Debug)]
@@ -84,7 +88,8 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    Router::new()
+    let router = crate::artifacts::http::routes(Router::new());
+    router
         .route(
             "/api/v1/experiments",
             get(list_experiments).post(create_experiment),
@@ -101,6 +106,28 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/v1/events", get(event_stream))
         .route("/api/v1/daemon", get(daemon_info))
         .route("/api/v1/daemon/shutdown", post(shutdown))
+        .route(
+            "/api/v1/experiments/{key}/scalars",
+            get(crate::search::routes::experiment_scalars),
+        )
+        .route(
+            "/api/v1/searches",
+            post(crate::search::routes::create_search),
+        )
+        .route(
+            "/api/v1/searches/{id}",
+            get(crate::search::routes::show_search),
+        )
+        .route(
+            "/api/v1/searches/{id}/stop",
+            post(crate::search::routes::stop_search),
+        )
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route(
+            "/api/v1/experiments/{key}/scalars.svg",
+            get(scalars_chart::chart),
+        )
+        .merge(crate::tensorboard_ui::routes())
         .fallback(unknown_route)
         .with_state(daemon)
 }
@@ -108,12 +135,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 /// Callers on the Unix socket are who their peer credentials say. The HTTP
 /// port cannot tell users apart: a personal daemon treats its callers as its
 /// own user, and a daemon running as root (shared by the users of a host)
-/// treats them as an anonymous user who may read but not change anything.
-fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
+/// treats them as an anonymous user who may read but not change anything,
+/// unless they send the dashboard token.
+pub(crate) fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
         Peer::Tcp(_) if daemon.uid != 0 => Caller::from_uid(daemon.uid, None),
         Peer::Tcp(_) => Caller::anonymous(),
+        Peer::TcpWithToken(_) => Caller::from_uid(daemon.uid, None),
     }
 }
 
@@ -195,13 +224,18 @@ async fn list_users(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     Json(daemon.read_projection().users())
 }
 
-async fn daemon_info(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
+async fn daemon_info(
+    State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> impl IntoResponse {
+    let may_read_token = matches!(peer, Peer::Unix { uid, .. } if uid == daemon.uid || uid == 0);
     let projection = daemon.read_projection();
     Json(DaemonInfo {
         version: studio_core::VERSION.into(),
         pid: std::process::id(),
         host: daemon.host.clone(),
         host_id: format!("{:016x}", daemon.log.host_id()),
+        user: Caller::from_uid(daemon.uid, None).name,
         home: daemon.paths.home.clone(),
         socket: daemon.paths.socket.clone(),
         http: daemon.http_address.get().cloned(),
@@ -209,6 +243,7 @@ async fn daemon_info(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
         experiments: projection.len(),
         running: projection.count_with_status(Status::Running),
         events: daemon.log.len(),
+        dashboard_token: may_read_token.then(|| crate::server::dashboard_token().to_string()),
     })
 }
 
@@ -245,6 +280,7 @@ const OUTPUT_CHUNK: usize = 64 * 1024;
 async fn experiment_output(
     State(daemon): State<Arc<Daemon>>,
     Path(key): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<OutputQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|rejection| {
@@ -252,6 +288,9 @@ async fn experiment_output(
     })?;
     if daemon.experiment(&key).is_none() {
         return Err(ApiError::not_found(&key));
+    }
+    if output_events::wants_events(&headers) {
+        return Ok(output_events::response(daemon, key, query.offset, &headers));
     }
     let path = daemon.output_path(&key);
     let mut file = match tokio::fs::File::open(&path).await {

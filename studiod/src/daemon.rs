@@ -47,6 +47,11 @@ pub struct Daemon {
     pub(crate) python_path: PathBuf,
     pub(crate) uid: u32,
     pub(crate) environments: crate::probe::EnvironmentCache,
+    pub artifacts: crate::artifacts::Artifacts,
+    /// The local queue's pending experiments and worker slots.
+    pub queue: crate::queue::LocalQueue,
+    /// Hyperparameter searches started since the daemon started.
+    pub searches: crate::search::Searches,
 }
 
 impl Daemon {
@@ -108,8 +113,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             "replayed the event log"
         );
     }
+    // The decoded events are in the projection now; keeping them would
+    // double the daemon's memory for its whole life.
+    drop(replay);
 
     let python_path = install_python_client(&paths)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,
@@ -125,6 +134,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         python_path,
         uid: nix::unistd::geteuid().as_raw(),
         environments: crate::probe::EnvironmentCache::default(),
+        artifacts,
+        queue: Default::default(),
+        searches: Default::default(),
     });
 
     let unix = crate::server::bind_unix(&paths.socket, options.socket_mode)?;

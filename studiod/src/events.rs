@@ -46,12 +46,31 @@ pub enum Event {
     ExperimentCreated(Box<Created>),
     ExperimentStarted(Started),
     EnvironmentRecorded(EnvironmentRecorded),
-    GitRecorded { git: Option<GitInfo> },
-    TagsChanged { tags: BTreeMap<String, String> },
-    StopRequested { by: String },
+    GitRecorded {
+        git: Option<GitInfo>,
+    },
+    TagsChanged {
+        tags: BTreeMap<String, String>,
+    },
+    StopRequested {
+        by: String,
+    },
     ExperimentFinished(Finished),
-    ExperimentInterrupted { reason: String },
-    ExperimentDeleted { by: String },
+    ExperimentInterrupted {
+        reason: String,
+    },
+    ExperimentDeleted {
+        by: String,
+    },
+    ArtifactStored(ArtifactStored),
+    /// Put on the local queue; started when a worker slot is free.
+    ExperimentQueued,
+    /// A new value of the experiment's `--metric`, from its output or its
+    /// TensorBoard files.
+    MetricReported {
+        value: f64,
+        step: Option<i64>,
+    },
 }
 
 impl Event {
@@ -67,6 +86,9 @@ impl Event {
             Event::ExperimentFinished(_) => "ExperimentFinished",
             Event::ExperimentInterrupted { .. } => "ExperimentInterrupted",
             Event::ExperimentDeleted { .. } => "ExperimentDeleted",
+            Event::ArtifactStored(_) => "ArtifactStored",
+            Event::ExperimentQueued => "ExperimentQueued",
+            Event::MetricReported { .. } => "MetricReported",
         }
     }
 }
@@ -93,6 +115,8 @@ pub struct Created {
     pub lifetime: Option<f64>,
     #[serde(default)]
     pub metric: Option<String>,
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +144,20 @@ pub struct Finished {
     /// Seconds since the epoch when the process ended; may be earlier than
     /// the envelope's time when the daemon learnt of it after a restart.
     pub time: f64,
+}
+
+/// One version of an artifact, packed and stored under its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactStored {
+    pub tag: String,
+    /// SHA-256 of the packed tar.gz, in hex.
+    pub digest: String,
+    pub size: u64,
+    pub files: u64,
+    pub mutable: bool,
+    /// Name of the file when the artifact is one file.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// Encodes an envelope for the log.
@@ -159,6 +197,7 @@ mod tests {
                 max_duration: Some(60.0),
                 lifetime: None,
                 metric: Some("loss:min".into()),
+                hyperparameters: [("lr".to_string(), "0.1".to_string())].into(),
             })),
             Event::ExperimentStarted(Started {
                 pid: 42,
@@ -186,6 +225,19 @@ mod tests {
                 reason: "gone".into(),
             },
             Event::ExperimentDeleted { by: "ada".into() },
+            Event::ArtifactStored(ArtifactStored {
+                tag: "weights".into(),
+                digest: "ab".repeat(32),
+                size: 10,
+                files: 2,
+                mutable: true,
+                file: None,
+            }),
+            Event::ExperimentQueued,
+            Event::MetricReported {
+                value: 0.0,
+                step: Some(3),
+            },
         ]
     }
 

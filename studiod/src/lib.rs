@@ -2,15 +2,21 @@
 //! and `studio` both run it, and tests can boot it on a temporary home.
 
 pub mod api;
+pub mod artifacts;
 pub mod daemon;
 pub mod events;
+pub mod metrics;
 pub mod probe;
 pub mod process;
 pub mod projection;
+pub mod queue;
 pub mod runner;
+pub mod search;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod tensorboard;
+pub mod tensorboard_ui;
 pub mod web;
 
 use std::path::PathBuf;

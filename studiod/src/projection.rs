@@ -18,6 +18,8 @@ pub struct Projection {
     by_project: BTreeMap<String, BTreeSet<String>>,
     by_owner: BTreeMap<String, BTreeSet<String>>,
     by_status: BTreeMap<Status, BTreeSet<String>>,
+    /// Which experiments reference each stored blob.
+    pub blobs: crate::artifacts::index::BlobIndex,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -94,6 +96,8 @@ impl Projection {
                 lifetime: created.lifetime,
                 tags: BTreeMap::new(),
                 stopped_by: None,
+                artifacts: BTreeMap::new(),
+                hyperparameters: created.hyperparameters.clone(),
             };
             self.insert(experiment);
             return;
@@ -152,7 +156,19 @@ impl Projection {
                 experiment.reason = Some(reason.clone());
                 experiment.time_finished = Some(envelope.time);
             }
+            Event::ArtifactStored(stored) => {
+                crate::artifacts::index::apply_stored(experiment, stored, envelope.time);
+                self.blobs.add(key, &stored.digest);
+            }
             Event::ExperimentCreated(_) | Event::ExperimentDeleted { .. } => {}
+            Event::ExperimentQueued => experiment.status = Status::Queued,
+            Event::MetricReported { value, .. } => {
+                experiment.metric_value = Some(crate::metrics::fold_metric(
+                    experiment.metric.as_deref(),
+                    experiment.metric_value,
+                    *value,
+                ));
+            }
         }
         let new_status = experiment.status;
         if new_status != old_status {
@@ -191,6 +207,7 @@ impl Projection {
         let Some(experiment) = self.experiments.remove(key) else {
             return;
         };
+        self.blobs.remove_experiment(key);
         self.by_time
             .remove(&(micros(experiment.time_added), key.to_string()));
         if let Some(project) = &experiment.project {
@@ -227,6 +244,9 @@ impl Projection {
 
         let sort = query.sort.as_deref().unwrap_or("time");
         let (page, total, next_cursor) = match sort {
+            "time" | "-time" if is_unfiltered(query) => {
+                self.page_all_by_time(sort == "time", query.cursor.as_deref(), limit)?
+            }
             "time" | "-time" => {
                 self.page_by_time(sort == "time", query.cursor.as_deref(), limit, &matches)?
             }
@@ -242,6 +262,40 @@ impl Projection {
             total,
             next_cursor,
         })
+    }
+
+    /// Pages through all experiments by time without looking at the ones
+    /// before the cursor or after the page: the cursor is a range bound of
+    /// `by_time` and the total is its size, so a page costs
+    /// O(log n + limit) however many experiments there are.
+    fn page_all_by_time(
+        &self,
+        newest_first: bool,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<&Experiment>, usize, Option<String>), QueryError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let after = cursor.map(parse_time_cursor).transpose()?;
+        let ordered: Box<dyn Iterator<Item = &(i64, String)>> = match (after, newest_first) {
+            (None, true) => Box::new(self.by_time.iter().rev()),
+            (None, false) => Box::new(self.by_time.iter()),
+            (Some(after), true) => Box::new(self.by_time.range((Unbounded, Excluded(after))).rev()),
+            (Some(after), false) => Box::new(self.by_time.range((Excluded(after), Unbounded))),
+        };
+        let mut page = Vec::new();
+        let mut next_cursor = None;
+        for (_, key) in ordered {
+            let Some(experiment) = self.experiments.get(key) else {
+                continue;
+            };
+            if page.len() == limit {
+                let last: &Experiment = page[page.len() - 1];
+                next_cursor = Some(format!("t{}:{}", micros(last.time_added), last.key));
+                break;
+            }
+            page.push(experiment);
+        }
+        Ok((page, self.by_time.len(), next_cursor))
     }
 
     fn page_by_time<'a>(
@@ -366,6 +420,10 @@ fn remove_from_index<K: Ord + Clone>(
     }
 }
 
+fn is_unfiltered(query: &ListQuery) -> bool {
+    query.project.is_none() && query.owner.is_none() && query.status.is_none() && query.q.is_none()
+}
+
 fn micros(seconds: f64) -> i64 {
     (seconds * 1e6) as i64
 }
@@ -446,6 +504,7 @@ const FIELD_NAMES: &[&str] = &[
     "lifetime",
     "tags",
     "stopped_by",
+    "hyperparameters",
 ];
 
 fn parse_fields(fields: Option<&str>) -> Result<Option<Vec<String>>, QueryError> {
@@ -508,6 +567,7 @@ mod tests {
             max_duration: None,
             lifetime: None,
             metric: Some("loss:min".into()),
+            hyperparameters: BTreeMap::new(),
         }))
     }
 
@@ -571,6 +631,43 @@ mod tests {
         }
         let expected: Vec<String> = (0..25).rev().map(|i| format!("exp{i:02}")).collect();
         assert_eq!(keys, expected);
+    }
+
+    /// Collects every page's keys and totals for `query`.
+    fn all_pages(projection: &Projection, mut query: ListQuery) -> Vec<(Vec<String>, usize)> {
+        let mut pages = Vec::new();
+        loop {
+            let page = projection.list(&query).unwrap();
+            let keys = page
+                .experiments
+                .iter()
+                .map(|e| e["key"].as_str().unwrap().to_string())
+                .collect();
+            pages.push((keys, page.total));
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn unfiltered_pages_match_filtered_scan() {
+        let projection = sample();
+        for sort in ["time", "-time"] {
+            let unfiltered = ListQuery {
+                limit: Some(7),
+                sort: Some(sort.into()),
+                ..Default::default()
+            };
+            let matching_all = ListQuery {
+                q: Some("exp".into()),
+                ..unfiltered.clone()
+            };
+            let fast = all_pages(&projection, unfiltered);
+            assert_eq!(fast.len(), 4, "{sort}");
+            assert_eq!(fast, all_pages(&projection, matching_all), "{sort}");
+        }
     }
 
     #[test]
@@ -640,5 +737,59 @@ mod tests {
             .unwrap();
         assert_eq!(odd.experiments, 11);
         assert_eq!(projection.users()[0].experiments, 24);
+    }
+
+    #[test]
+    fn metric_sort_follows_direction_and_keeps_zero() {
+        for (metric, expected) in [
+            ("loss:min", ["zero", "low", "high", "none"]),
+            ("loss:max", ["high", "low", "zero", "none"]),
+        ] {
+            let mut projection = Projection::default();
+            let reported = [
+                ("high", Some(0.5)),
+                ("zero", Some(0.0)),
+                ("low", Some(0.2)),
+                ("none", None),
+            ];
+            for (seq, (key, value)) in reported.iter().enumerate() {
+                let mut event = created("p", "ada");
+                if let Event::ExperimentCreated(created) = &mut event {
+                    created.metric = Some(metric.into());
+                }
+                projection.apply(&envelope(seq as u64 * 2, seq as f64, key, event));
+                if let Some(value) = value {
+                    // A worse value after the best must not replace it.
+                    let worse = if metric.ends_with(":min") {
+                        value + 1.0
+                    } else {
+                        value - 1.0
+                    };
+                    for (offset, reported) in [(0, *value), (1, worse)] {
+                        projection.apply(&envelope(
+                            100 + seq as u64 * 2 + offset,
+                            seq as f64,
+                            key,
+                            Event::MetricReported {
+                                value: reported,
+                                step: None,
+                            },
+                        ));
+                    }
+                }
+            }
+            let query = ListQuery {
+                sort: Some("metric".into()),
+                ..Default::default()
+            };
+            let keys: Vec<String> = projection
+                .list(&query)
+                .unwrap()
+                .experiments
+                .iter()
+                .map(|experiment| experiment["key"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(keys, expected, "{metric}");
+        }
     }
 }

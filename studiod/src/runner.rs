@@ -64,6 +64,32 @@ impl Daemon {
         self.experiment_dir(key).join("output")
     }
 
+    /// The `ExperimentCreated` event of a request: what is recorded of it
+    /// (never its environment).
+    pub(crate) fn created_event(
+        &self,
+        request: &RunRequest,
+        caller: &Caller,
+        module: bool,
+    ) -> Created {
+        Created {
+            project: request.project.clone(),
+            owner: caller.name.clone(),
+            owner_uid: Some(caller.uid),
+            script: request.script.clone(),
+            module,
+            args: request.args.clone(),
+            cwd: request.cwd.clone(),
+            python: request.python.clone(),
+            host: self.host.clone(),
+            resources: request.resources.clone(),
+            max_duration: request.max_duration,
+            lifetime: request.lifetime,
+            metric: request.metric.clone(),
+            hyperparameters: request.hyperparameters.clone(),
+        }
+    }
+
     /// Creates an experiment from `request` and starts it now.
     pub async fn start_experiment(
         self: &Arc<Self>,
@@ -75,8 +101,12 @@ impl Daemon {
                 "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start experiments with `studio run` on the host",
             ));
         }
+        if request.queue.as_deref() == Some("local") {
+            return self.enqueue_single(request, caller).await;
+        }
         let module = request.script.contains("::");
         validate_request(&request, module)?;
+        self.check_artifact_requests(&request, &caller)?;
 
         let guard = self.creating.lock().await;
         let key = match &request.experiment {
@@ -103,21 +133,7 @@ impl Daemon {
             })?;
         }
 
-        let created = Created {
-            project: request.project.clone(),
-            owner: caller.name.clone(),
-            owner_uid: Some(caller.uid),
-            script: request.script.clone(),
-            module,
-            args: request.args.clone(),
-            cwd: request.cwd.clone(),
-            python: request.python.clone(),
-            host: self.host.clone(),
-            resources: request.resources.clone(),
-            max_duration: request.max_duration,
-            lifetime: request.lifetime,
-            metric: request.metric.clone(),
-        };
+        let created = self.created_event(&request, &caller, module);
         self.log
             .append(&key, Event::ExperimentCreated(Box::new(created)))
             .await?;
@@ -168,7 +184,7 @@ impl Daemon {
 
     /// Prepares the experiment's directory, starts its supervisor and
     /// records the start. Errors are reasons to record on the experiment.
-    async fn launch(
+    pub(crate) async fn launch(
         self: &Arc<Self>,
         key: &str,
         request: &RunRequest,
@@ -178,18 +194,12 @@ impl Daemon {
         let experiment_dir = self.experiment_dir(key);
         let run_dir = self.run_dir(key);
         let output = self.output_path(key);
-        let mut artifacts = BTreeMap::new();
-        artifacts.insert("output".to_string(), output.clone());
-        for tag in ["modeldir", "tb"] {
-            let directory = experiment_dir.join(tag);
-            std::fs::create_dir_all(&directory)
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
-            artifacts.insert(tag.to_string(), directory);
-        }
         std::fs::create_dir_all(&run_dir)
             .map_err(|error| format!("cannot create {}: {error}", run_dir.display()))?;
         std::fs::File::create(&output)
             .map_err(|error| format!("cannot create {}: {error}", output.display()))?;
+        let mut artifacts = self.prepare_artifacts(key, request).await?;
+        artifacts.extend(request.extra_artifacts.clone());
         let mapping = experiment_dir.join("artifacts.json");
         supervisor::write_json_atomic(&mapping, &artifacts, 0o644, false)
             .map_err(|error| format!("cannot write {}: {error}", mapping.display()))?;
@@ -251,11 +261,13 @@ impl Daemon {
             .await
             .map_err(|error| error.to_string())?;
         tracing::info!(key, pid = running.pid, "experiment started");
+        self.start_captures(key, running.pid);
 
         tokio::spawn(
             self.clone()
                 .watch(key.to_string(), Some(child), Some(running)),
         );
+        tokio::spawn(self.clone().follow_metrics(key.to_string()));
         tokio::spawn(self.clone().probe(
             key.to_string(),
             request.python.clone(),
@@ -410,6 +422,7 @@ impl Daemon {
         {
             return;
         }
+        self.final_capture(key).await;
         let finished = Finished {
             exit_code: exit.exit_code,
             signal: exit.signal,
@@ -440,6 +453,7 @@ impl Daemon {
         {
             return;
         }
+        self.final_capture(key).await;
         tracing::warn!(key, reason, "experiment interrupted");
         let event = Event::ExperimentInterrupted {
             reason: reason.into(),
@@ -455,6 +469,9 @@ impl Daemon {
     pub async fn adopt_unfinished(self: &Arc<Self>) {
         let keys = self.read_projection().unfinished();
         for key in keys {
+            if self.requeue(&key).await {
+                continue;
+            }
             let run_dir = self.run_dir(&key);
             if let Some(exit) = supervisor::read_exit(&run_dir) {
                 tracing::info!(key, "experiment ended while studiod was down");
@@ -467,6 +484,7 @@ impl Daemon {
                         || process::is_alive(running.pid, running.pid_start_time) =>
                 {
                     tracing::info!(key, pid = running.pid, "re-adopted a running experiment");
+                    tokio::spawn(self.clone().follow_metrics(key.clone()));
                     tokio::spawn(self.clone().watch(key, None, Some(running)));
                 }
                 Some(_) => {
@@ -567,6 +585,7 @@ impl Daemon {
                 }
             }
         }
+        let digests = self.read_projection().blobs.digests_of(key);
         self.log
             .append(
                 key,
@@ -576,6 +595,7 @@ impl Daemon {
             )
             .await?;
         tracing::info!(key, by = caller.name, "experiment deleted");
+        self.free_blobs(key, digests).await;
         let directory = self.experiment_dir(key);
         let removed =
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&directory)).await;
@@ -627,7 +647,7 @@ impl Daemon {
     }
 }
 
-fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
+pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
     if request.script.is_empty() {
         return Err(ApiError::bad_request(
             "no script given: pass a .py file or package::module",
@@ -680,7 +700,7 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Makes a key such as `1733350000_3f2a9c1e`: the Unix time, then random hex.
-fn generate_key() -> String {
+pub(crate) fn generate_key() -> String {
     let seconds = events::now() as u64;
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{seconds}_{}", &random[..8])

@@ -5,6 +5,7 @@
 use crate::daemon::Daemon;
 use anyhow::{bail, Context};
 use axum::extract::connect_info::Connected;
+use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -19,8 +20,14 @@ use tokio::net::{TcpListener, UnixListener};
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub enum Peer {
-    Unix { uid: u32, gid: u32 },
+    Unix {
+        uid: u32,
+        gid: u32,
+    },
     Tcp(SocketAddr),
+    /// A client of the HTTP port that sent the dashboard token, which only
+    /// the daemon's own user (or root) can read: it acts as that user.
+    TcpWithToken(SocketAddr),
 }
 
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
@@ -134,10 +141,12 @@ pub async fn serve(daemon: Arc<Daemon>, unix: UnixListener, tcp: Option<TcpListe
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = daemon.shutdown.notified() => {}
     }
+    crate::tensorboard_ui::stop_all();
 }
 
-/// Rejects requests whose `Host` is not a loopback name (DNS rebinding) and
-/// state-changing requests sent by a page of another origin.
+/// Rejects requests whose `Host` is not a loopback name (DNS rebinding),
+/// state-changing requests sent by a page of another origin, and
+/// state-changing requests that a cross-site HTML form could send.
 async fn guard_loopback(request: Request, next: Next) -> Response {
     let host = request
         .headers()
@@ -177,8 +186,89 @@ async fn guard_loopback(request: Request, next: Next) -> Response {
         if fetch_site == Some("cross-site") {
             return reject(format!("cross-site {} rejected", request.method()));
         }
+        // A browser sends neither a custom header nor a JSON content type
+        // across origins without a CORS preflight, which studiod never
+        // allows, so this stops HTML form posts that carry no Origin.
+        if !request.headers().contains_key(REQUESTED_WITH) && !has_json_body(&request) {
+            return reject(format!(
+                "{} without an {REQUESTED_WITH} header or a JSON body rejected: send `{REQUESTED_WITH}: studio` or `Content-Type: application/json`",
+                request.method()
+            ));
+        }
+    }
+    let mut request = request;
+    match bearer_token(&request) {
+        None => {}
+        Some(token) if is_dashboard_token(token) => {
+            let address =
+                request
+                    .extensions()
+                    .get::<ConnectInfo<Peer>>()
+                    .and_then(|ConnectInfo(peer)| match peer {
+                        Peer::Tcp(address) | Peer::TcpWithToken(address) => Some(*address),
+                        Peer::Unix { .. } => None,
+                    });
+            if let Some(address) = address {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo(Peer::TcpWithToken(address)));
+            }
+        }
+        Some(_) => {
+            tracing::warn!("request with an invalid dashboard token rejected");
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(studio_core::api::ErrorBody {
+                    error: "invalid dashboard token (studiod was restarted?): open the address that `studio ui` prints".into(),
+                }),
+            )
+                .into_response();
+        }
     }
     next.run(request).await
+}
+
+/// The secret that lets the dashboard act as the daemon's user on the HTTP
+/// port. It is random per daemon start, kept in memory only, and given
+/// only to Unix-socket callers who are the daemon's user or root (`studio
+/// ui` prints it in the dashboard's address).
+pub fn dashboard_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Compares in time independent of where the strings differ, so the token
+/// cannot be guessed byte by byte from answer times.
+fn is_dashboard_token(candidate: &str) -> bool {
+    let expected = dashboard_token().as_bytes();
+    let candidate = candidate.as_bytes();
+    candidate.len() == expected.len()
+        && candidate
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (left, right)| difference | (left ^ right))
+            == 0
+}
+
+fn bearer_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Header that the dashboard sends with every state-changing request.
+pub const REQUESTED_WITH: &str = "x-requested-with";
+
+fn has_json_body(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn reject(message: String) -> Response {

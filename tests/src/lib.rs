@@ -172,10 +172,19 @@ impl Studio {
     /// Address of the daemon's HTTP port, as `127.0.0.1:PORT`.
     pub fn http_address(&self) -> String {
         let text = self.ok(&["ui"]);
-        text.trim()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string()
+        let url = text.trim().trim_start_matches("http://");
+        url.split('/').next().unwrap_or(url).to_string()
+    }
+
+    /// The dashboard token from the address that `studio ui` prints; HTTP
+    /// requests that send it act as the daemon's user.
+    pub fn dashboard_token(&self) -> String {
+        let url = self.ok(&["ui"]);
+        let (_, token) = url
+            .trim()
+            .split_once("#token=")
+            .expect("token in the address of `studio ui`");
+        token.to_string()
     }
 }
 

@@ -376,12 +376,14 @@ fn acknowledged_events_survive_daemon_kill() {
     let key = studio.detach(&["-e", "target", "noop.py"]);
     studio.wait_for_status(&key, "finished");
     let address = studio.http_address();
+    let authorization = format!("Bearer {}", studio.dashboard_token());
     let daemon = studio.daemon_pid().expect("daemon pid");
 
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut writers = Vec::new();
     for writer in 0..8 {
         let address = address.clone();
+        let authorization = authorization.clone();
         let acknowledged = acknowledged.clone();
         writers.push(std::thread::spawn(move || {
             for index in 0..10_000 {
@@ -392,7 +394,7 @@ fn acknowledged_events_survive_daemon_kill() {
                         &address,
                         "PUT",
                         "/api/v1/experiments/target/tags",
-                        &[],
+                        &[("Authorization", &authorization)],
                         &body,
                     )
                 });

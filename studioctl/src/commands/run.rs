@@ -14,9 +14,16 @@ use studio_core::paths::StudioPaths;
 
 pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> {
     reject_unsupported(&args)?;
-    let request = build_request(&paths, &args)?;
+    crate::commands::search::check_flags(&args)?;
+    if !args.hyperparam.is_empty() {
+        crate::commands::search::validate(&args)?;
+    }
+    let (request, optimizer_config) = build_request(&paths, &args)?;
     let client = Client::new(paths, args.config.clone());
-    let experiment: Experiment = client
+    if !args.hyperparam.is_empty() {
+        return crate::commands::search::run(&client, &args, request, optimizer_config).await;
+    }
+    let mut experiment: Experiment = client
         .json(Method::POST, "/api/v1/experiments", Some(&request))
         .await?;
     let key = experiment.key.clone();
@@ -24,6 +31,10 @@ pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> 
     if args.detach {
         println!("{key}");
         return Ok(ExitCode::SUCCESS);
+    }
+    if experiment.status == Status::Queued {
+        eprintln!("studio: experiment {key} queued; it starts when a worker slot is free");
+        experiment = wait_while_queued(&client, &key).await?;
     }
     if experiment.status.is_final() {
         return Ok(report_end(&experiment));
@@ -33,12 +44,18 @@ pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> 
     let follow = crate::commands::logs::copy_output(&client, &key, 0, true);
     tokio::pin!(follow);
     let mut interrupts = 0;
+    // The daemon stores the final capture before it records the end, so the
+    // output follow ends only once the artifacts are stored; meanwhile the
+    // capture's progress is polled and printed.
+    let mut reporter = crate::commands::artifacts::FinalCaptureReporter::default();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tokio::select! {
             result = &mut follow => {
                 result?;
                 break;
             }
+            _ = ticks.tick() => reporter.poll(&client, &key).await,
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts == 1 {
@@ -58,6 +75,26 @@ pub async fn run(paths: StudioPaths, args: RunArgs) -> anyhow::Result<ExitCode> 
     let path = format!("/api/v1/experiments/{}", encode_segment(&key));
     let finished: Experiment = client.json(Method::GET, &path, None::<&()>).await?;
     Ok(report_end(&finished))
+}
+
+/// Polls a queued experiment until it has started or ended; Ctrl-C stops
+/// it.
+async fn wait_while_queued(client: &Client, key: &str) -> anyhow::Result<Experiment> {
+    let path = format!("/api/v1/experiments/{}", encode_segment(key));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\nstudio: removing experiment {key} from the queue");
+                let stop = format!("/api/v1/experiments/{}/stop", encode_segment(key));
+                return client.json(Method::POST, &stop, None::<&()>).await;
+            }
+        }
+        let experiment: Experiment = client.json(Method::GET, &path, None::<&()>).await?;
+        if experiment.status != Status::Queued {
+            return Ok(experiment);
+        }
+    }
 }
 
 /// Prints how the experiment ended and returns the exit code of `studio
@@ -101,19 +138,13 @@ fn exit_code(code: i32) -> ExitCode {
 /// Flags that later versions will support; they fail before anything is
 /// created instead of being silently ignored.
 fn reject_unsupported(args: &RunArgs) -> anyhow::Result<()> {
-    let unsupported: [(&str, bool); 15] = [
+    let unsupported: [(&str, bool); 9] = [
         (
             "--queue",
             args.queue.as_deref().is_some_and(|queue| queue != "local"),
         ),
         ("--cloud", args.cloud.is_some()),
         ("--bid", args.bid.is_some()),
-        ("--capture-once", !args.capture_once.is_empty()),
-        ("--capture", !args.capture.is_empty()),
-        ("--reuse", !args.reuse.is_empty()),
-        ("--hyperparam", !args.hyperparam.is_empty()),
-        ("--optimizer", args.optimizer.is_some()),
-        ("--num-workers", args.num_workers.is_some()),
         ("--python-pkg", !args.python_pkg.is_empty()),
         ("--ssh-keypair", args.ssh_keypair.is_some()),
         ("--cloud-timeout", args.cloud_timeout.is_some()),
@@ -130,7 +161,12 @@ fn reject_unsupported(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunRequest> {
+/// Builds the run request and returns it with the config's `optimizer:`
+/// section as JSON.
+fn build_request(
+    paths: &StudioPaths,
+    args: &RunArgs,
+) -> anyhow::Result<(RunRequest, serde_json::Value)> {
     let script = args.command.first().cloned().context("no script given")?;
     let script_args = args.command[1..].to_vec();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -142,6 +178,14 @@ fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunReque
         );
     }
     let python = find_python()?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let artifacts = crate::commands::artifacts::parse_run_flags(
+        &args.capture_once,
+        &args.capture,
+        &args.reuse,
+        &cwd,
+        home.as_deref(),
+    )?;
 
     let loaded = Config::load(args.config.as_deref(), &paths.config_file(), |name| {
         std::env::var(name).ok()
@@ -183,7 +227,9 @@ fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunReque
         validate_metric(metric)?;
     }
 
-    Ok(RunRequest {
+    let optimizer_config = serde_json::to_value(&config.optimizer)
+        .context("the config's optimizer: section cannot be converted to JSON")?;
+    let request = RunRequest {
         experiment: args.experiment.clone(),
         project: args.project.clone(),
         script,
@@ -197,17 +243,16 @@ fn build_request(paths: &StudioPaths, args: &RunArgs) -> anyhow::Result<RunReque
         lifetime,
         metric: args.metric.clone(),
         stop_grace,
-    })
+        artifacts,
+        queue: args.queue.clone(),
+        num_workers: args.num_workers,
+        ..RunRequest::default()
+    };
+    Ok((request, optimizer_config))
 }
 
 fn validate_metric(metric: &str) -> anyhow::Result<()> {
-    let (name, mode) = metric.split_once(':').unwrap_or((metric, ""));
-    if name.is_empty() {
-        bail!("invalid --metric {metric:?}: give a name, as in --metric loss:min");
-    }
-    if !matches!(mode, "" | "min" | "max" | "last" | "final") {
-        bail!("invalid --metric {metric:?}: the part after ':' must be min or max (or nothing for the last value)");
-    }
+    studio_core::hyperparam::MetricSpec::parse(metric).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

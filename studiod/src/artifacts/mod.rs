@@ -1,0 +1,91 @@
+//! Artifacts: the named files and directories of an experiment, packed as
+//! deterministic tar.gz blobs and stored by the SHA-256 of their bytes.
+//!
+//! Ordering of the final capture: when a script ends, the runner first
+//! stores the last version of every mutable artifact (and waits for the
+//! captures still running, such as the start-up snapshot), appending their
+//! `ArtifactStored` events, and only then appends `ExperimentFinished`. So
+//! every reader of the log (`runs list`, the dashboard, a following
+//! `studio run`) sees the status `running` until the final artifacts are
+//! stored, and a final status always comes with final artifacts.
+
+pub mod capture;
+pub mod download;
+pub mod http;
+pub mod index;
+pub mod local;
+pub mod metrics;
+pub mod pack;
+pub mod store;
+pub mod unpack;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use store::ArtifactStore;
+use studio_core::config::StorageConfig;
+
+/// Artifact state shared by the daemon: the store and the captures that
+/// run now.
+pub struct Artifacts {
+    pub store: Arc<dyn ArtifactStore>,
+    /// Where packed files are written before `put`.
+    pub staging: PathBuf,
+    /// Unpacked reused artifacts and downloads, shared by experiments.
+    pub blob_cache: PathBuf,
+    /// Fingerprint of a source (names, sizes, times) to its packed result.
+    pub(crate) fingerprints: PathBuf,
+    /// Held while a blob is stored and recorded, and while blobs are
+    /// checked and freed, so a blob is never freed between the two steps
+    /// of another experiment storing it.
+    pub(crate) blob_lock: tokio::sync::Mutex<()>,
+    pub(crate) sessions: Mutex<HashMap<String, Arc<capture::Session>>>,
+}
+
+impl Artifacts {
+    /// Opens the store that the `storage:` config selects.
+    pub fn open(
+        paths: &studio_core::paths::StudioPaths,
+        storage: &StorageConfig,
+    ) -> anyhow::Result<Self> {
+        let root = paths.home.join("artifacts");
+        // NOTE: only `local` exists; the config loader already warns that
+        // other types fall back to it.
+        if !matches!(storage.kind.as_str(), "local" | "") {
+            tracing::warn!(
+                kind = storage.kind,
+                "storage type not supported yet; using the local store"
+            );
+        }
+        let local = local::LocalStore::open(&root)?;
+        let staging = local.temp_dir();
+        let fingerprints = root.join("fingerprints");
+        std::fs::create_dir_all(&fingerprints)?;
+        Ok(Self {
+            store: Arc::new(local),
+            staging,
+            blob_cache: paths.blob_cache(),
+            fingerprints,
+            blob_lock: tokio::sync::Mutex::new(()),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+/// Checks that a tag can name a file: letters, digits, `.`, `_`, `-`, not
+/// starting with `.`.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    let valid = !tag.is_empty()
+        && tag.len() <= 200
+        && !tag.starts_with('.')
+        && tag.chars().all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid artifact tag {tag:?}: use 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'"
+        ))
+    }
+}
