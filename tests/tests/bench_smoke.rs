@@ -1,7 +1,9 @@
 //! `scripts/bench_peers.py --smoke` runs end to end against the debug
 //! binaries, so the peer benchmark cannot rot between its full runs. The
 //! smoke mode uses tiny sizes and measures Studio only; its figures mean
-//! nothing and are not checked, only that every case produced its rows.
+//! nothing and are not compared, only required to exist: the script checks
+//! each result (points read back, experiments listed, artifact stored,
+//! search finished) before it reports a time.
 
 use std::process::Command;
 
@@ -58,12 +60,10 @@ fn run_smoke() -> String {
     stdout
 }
 
-fn studio_row<'a>(rows: &'a [Row], case: &str, measure_prefix: &str) -> &'a Row {
+fn studio_row<'a>(rows: &'a [Row], case: &str, measure: &str) -> &'a Row {
     rows.iter()
-        .find(|row| {
-            row.case == case && row.tool == "Studio" && row.measure.starts_with(measure_prefix)
-        })
-        .unwrap_or_else(|| panic!("no Studio row for case {case} ({measure_prefix})"))
+        .find(|row| row.case == case && row.tool == "Studio" && row.measure == measure)
+        .unwrap_or_else(|| panic!("no Studio row for case {case} ({measure})"))
 }
 
 fn is_seconds(text: &str) -> bool {
@@ -77,33 +77,25 @@ fn smoke_mode_fills_every_case() {
     assert!(stdout.contains("- Studio: studio "), "{stdout}");
     let rows = rows(&stdout);
 
-    // Cases 1 and 3 use only what every build has: they must be measured.
     let bare = rows
         .iter()
         .find(|row| row.case == "1" && row.tool == "python3")
         .expect("python3 baseline row");
     assert!(is_seconds(&bare.median), "python3 median {:?}", bare.median);
-    for (case, measure) in [("1", "trivial run"), ("3", "list all"), ("3", "first page")] {
+    let studio_rows = [
+        ("1", "trivial run"),
+        ("2", "200 points visible"),
+        ("2", "200 points visible (metric_value)"),
+        ("3", "list all"),
+        ("3", "first page of 100"),
+        ("4", "snapshot, first"),
+        ("4", "snapshot, unchanged"),
+        ("5", "grid 4 × 0.1 s, 2 workers"),
+    ];
+    for (case, measure) in studio_rows {
         let row = studio_row(&rows, case, measure);
         assert!(
             is_seconds(&row.median),
-            "case {case} {measure}: median {:?}, note {:?}",
-            row.median,
-            row.note
-        );
-    }
-
-    // Cases 2, 4 and 5 need the metric, artifact and search features; a
-    // build without one says so in the note instead of a figure.
-    for (case, measure) in [
-        ("2", ""),
-        ("4", "snapshot, first"),
-        ("4", "snapshot, unchanged"),
-        ("5", "grid"),
-    ] {
-        let row = studio_row(&rows, case, measure);
-        assert!(
-            is_seconds(&row.median) || row.note.starts_with("not available in this build"),
             "case {case} {measure}: median {:?}, note {:?}",
             row.median,
             row.note

@@ -1,48 +1,34 @@
-//! Fills a Studio home's event log with finished experiments, for the
-//! listing benchmark in `scripts/bench_peers.py`.
+//! Copies one finished experiment many times in a Studio home's event log,
+//! for the listing benchmark in `scripts/bench_peers.py`.
 //!
-//! Starting 10,000 real runs takes hours on a small machine, so this writes
-//! the same events that studiod appends for a real run (created, started,
-//! git and environment recorded, finished) through `studiod::store::EventLog`,
-//! the daemon's own writer, in batches. The daemon then replays them as it
-//! would after a restart. Run it while no daemon uses the home.
+//! Starting 10,000 real runs takes hours on a small machine. This reads the
+//! events of one real run from the log and appends them again under new
+//! keys through `studiod::store::EventLog`, the daemon's own writer, in
+//! batches. Each copy is what the real run left (created, started,
+//! environment, artifacts, finished), and the daemon replays the copies at
+//! start as it would after a restart. Run it while no daemon uses the home:
+//! sled allows one process per log.
 //!
-//! Usage: bench_fill_store STUDIOML_HOME COUNT [PIP_FREEZE_FILE]
+//! Usage: bench_fill_store STUDIOML_HOME TEMPLATE_KEY COPIES
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use studio_core::api::GitInfo;
-use studio_core::config::Resources;
-use studiod::events::{self, Created, EnvironmentRecorded, Event, Finished, Started};
+use studiod::events::Event;
 use studiod::store::{CommitHook, EventLog};
 
-/// Experiments written per `append_all` call.
+/// Copies written per `append_all` call.
 const BATCH: usize = 200;
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let (home, count, freeze) = match arguments.as_slice() {
-        [home, count] => (home, count, None),
-        [home, count, freeze] => (home, count, Some(freeze)),
-        _ => {
-            eprintln!("usage: bench_fill_store STUDIOML_HOME COUNT [PIP_FREEZE_FILE]");
-            return ExitCode::from(2);
-        }
-    };
-    let Ok(count) = count.parse::<usize>() else {
-        eprintln!("invalid COUNT {count:?}: give a whole number such as 10000");
+    let [home, template, copies] = arguments.as_slice() else {
+        eprintln!("usage: bench_fill_store STUDIOML_HOME TEMPLATE_KEY COPIES");
         return ExitCode::from(2);
     };
-    let pip_freeze = match freeze {
-        None => Vec::new(),
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => text.lines().map(str::to_string).collect(),
-            Err(error) => {
-                eprintln!("cannot read the pip freeze file {path}: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let Ok(copies) = copies.parse::<usize>() else {
+        eprintln!("invalid COPIES {copies:?}: give a whole number such as 9999");
+        return ExitCode::from(2);
     };
     let database = studio_core::paths::StudioPaths::with_home(&PathBuf::from(home)).database();
 
@@ -56,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fill(database, count, pip_freeze)) {
+    match runtime.block_on(fill(database, template, copies)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
@@ -65,97 +51,42 @@ fn main() -> ExitCode {
     }
 }
 
-async fn fill(database: PathBuf, count: usize, pip_freeze: Vec<String>) -> Result<(), String> {
+async fn fill(database: PathBuf, template: &str, copies: usize) -> Result<(), String> {
     let hook: CommitHook = Arc::new(|_| {});
-    let (log, _replay) = EventLog::open(&database, hook).map_err(|error| error.to_string())?;
-    let owner = std::env::var("USER").unwrap_or_else(|_| "bench".into());
-    let host = nix::unistd::gethostname()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let (log, replay) = EventLog::open(&database, hook).map_err(|error| error.to_string())?;
+    let events: Vec<Event> = replay
+        .envelopes
+        .into_iter()
+        .filter(|envelope| envelope.key == template)
+        .map(|envelope| envelope.event)
+        .collect();
+    if !events
+        .iter()
+        .any(|event| matches!(event, Event::ExperimentFinished(_)))
+    {
+        return Err(format!(
+            "experiment {template} is not a finished experiment of the log at {}: run it to the end first",
+            database.display()
+        ));
+    }
 
-    let mut index = 0;
-    while index < count {
-        let end = (index + BATCH).min(count);
-        let keys: Vec<String> = (index..end)
-            .map(|number| format!("bench_{}_{number:05}", &run_id[..8]))
-            .collect();
-        // Two appends, as in a real run: the finish time is taken after the
-        // start was written, so durations are not negative.
-        let mut starts = Vec::with_capacity(keys.len() * 2);
-        for (number, key) in (index..end).zip(&keys) {
-            starts.extend(start_events(key, number, &owner, &host));
+    let mut written = 0;
+    while written < copies {
+        let end = (written + BATCH).min(copies);
+        let mut items = Vec::with_capacity((end - written) * events.len());
+        for number in written..end {
+            let key = format!("{template}_copy{number:05}");
+            items.extend(events.iter().map(|event| (key.clone(), event.clone())));
         }
-        log.append_all(starts)
+        log.append_all(items)
             .await
             .map_err(|error| error.to_string())?;
-        let mut ends = Vec::with_capacity(keys.len() * 3);
-        for (number, key) in (index..end).zip(&keys) {
-            ends.extend(end_events(key, number, &pip_freeze));
-        }
-        log.append_all(ends)
-            .await
-            .map_err(|error| error.to_string())?;
-        index = end;
+        written = end;
     }
     println!(
-        "wrote {count} finished experiments to {}",
+        "appended {copies} copies of {template} ({} events each) to {}",
+        events.len(),
         database.display()
     );
     Ok(())
-}
-
-/// The first events of a run of `trivial.py`, as the runner writes them.
-fn start_events(key: &str, number: usize, owner: &str, host: &str) -> Vec<(String, Event)> {
-    let created = Created {
-        project: Some(format!("bench{}", number % 10)),
-        owner: owner.to_string(),
-        owner_uid: Some(nix::unistd::getuid().as_raw()),
-        script: "trivial.py".into(),
-        module: false,
-        args: vec!["--index".into(), number.to_string()],
-        cwd: "/tmp/bench".into(),
-        python: "/usr/bin/python3".into(),
-        host: host.to_string(),
-        resources: Resources::default(),
-        max_duration: None,
-        lifetime: None,
-        metric: None,
-    };
-    let started = Started {
-        pid: 1000 + number as u32,
-        pid_start_time: Some(1),
-        supervisor_pid: 999,
-        supervisor_start_time: Some(1),
-    };
-    vec![
-        (key.to_string(), Event::ExperimentCreated(Box::new(created))),
-        (key.to_string(), Event::ExperimentStarted(started)),
-    ]
-}
-
-/// The events the runner appends once the run's probes and process end.
-fn end_events(key: &str, number: usize, pip_freeze: &[String]) -> Vec<(String, Event)> {
-    let git = GitInfo {
-        url: Some("https://example.invalid/bench.git".into()),
-        commit: format!("{number:040x}"),
-        branch: Some("main".into()),
-        dirty: false,
-    };
-    let environment = EnvironmentRecorded {
-        python_version: Some("3.11.7".into()),
-        pip_freeze: pip_freeze.to_vec(),
-    };
-    let finished = Finished {
-        exit_code: Some(0),
-        signal: None,
-        stopped: false,
-        reason: None,
-        time: events::now(),
-    };
-    vec![
-        (key.to_string(), Event::GitRecorded { git: Some(git) }),
-        (key.to_string(), Event::EnvironmentRecorded(environment)),
-        (key.to_string(), Event::ExperimentFinished(finished)),
-    ]
 }
