@@ -85,8 +85,8 @@ SMOKE = {
     "grid_workers": 2,
 }
 
-# Longest wait for any one command or condition; a guard against hangs, not
-# a speed requirement.
+# Maximum wait for any one command or condition. It guards against hangs
+# and is not a speed requirement.
 COMMAND_TIMEOUT = 900
 VISIBLE_TIMEOUT = 60
 
@@ -105,7 +105,7 @@ def log(message):
 
 
 def run(command, env=None, cwd=None, check=True, capture=True, timeout=COMMAND_TIMEOUT):
-    """Runs a command; returns the CompletedProcess. Output is captured."""
+    """Run a command with its output captured and return the CompletedProcess."""
     completed = subprocess.run(
         command,
         env=env,
@@ -125,7 +125,7 @@ def run(command, env=None, cwd=None, check=True, capture=True, timeout=COMMAND_T
 
 
 def timed(command, env=None, cwd=None, check=True):
-    """Runs a command and returns (seconds, CompletedProcess)."""
+    """Run a command and return (seconds, CompletedProcess)."""
     start = time.perf_counter()
     completed = run(command, env=env, cwd=cwd, check=check)
     return time.perf_counter() - start, completed
@@ -137,7 +137,8 @@ def last_line(text):
 
 
 def wait_until(condition, timeout=VISIBLE_TIMEOUT, interval=0.02):
-    """Polls `condition` until it returns a true value; returns that value."""
+    """Poll `condition` until it returns a true value, and return that value
+    (None after `timeout` seconds)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -155,7 +156,8 @@ def free_port():
 
 
 def http_json(port, method, path, body=None, timeout=60):
-    """One request to a server on 127.0.0.1; returns (status, parsed JSON or text)."""
+    """Send one request to a server on 127.0.0.1 and return (status, parsed
+    JSON or text)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body)
@@ -178,7 +180,7 @@ def write(path, text):
 
 
 def directory_size(path, skip=None):
-    """(files, bytes) under path, leaving out directories named `skip`."""
+    """Count (files, bytes) under path, leaving out directories named `skip`."""
     files = total = 0
     for root, directories, names in os.walk(path):
         if skip in directories:
@@ -197,7 +199,7 @@ def mib(size):
 
 
 def rotated(items, index):
-    """The items starting at index % len: alternates which tool goes first."""
+    """Rotate the items by `index`, so that each round another tool goes first."""
     if not items:
         return []
     shift = index % len(items)
@@ -367,8 +369,8 @@ class Studio:
         return body
 
     def settle(self, key):
-        """Waits for the background probes of a run (pip freeze, git) to
-        finish, so they do not take CPU from the next tool's measurement."""
+        """Wait for the background probes of a run (pip freeze, git) to finish,
+        so that they do not take CPU from the next tool's measurement."""
         wait_until(lambda: self.experiment(key).get("python_version"), timeout=30, interval=0.1)
 
     def version(self):
@@ -397,7 +399,8 @@ class Guild:
 
 class StudioML:
     """The original StudioML 0.0.49 with a local database, local storage and
-    the local queue: the only set-up in which it runs anything on one host."""
+    the queue named `local`, the set-up in which it runs a script on one
+    host. `Bench.studioml_plain_runs` records what the plain commands do."""
 
     name = "StudioML 0.0.49"
 
@@ -484,7 +487,7 @@ class MLflowServer:
         healthy = wait_until(self.healthy, timeout=180, interval=0.5)
         if not healthy:
             self.stop()
-            raise BenchError(f"mlflow server did not answer on {self.uri} within 180 s; see {self.log_file.name}")
+            raise BenchError(f"mlflow server did not respond on {self.uri} within 180 s; see {self.log_file.name}")
 
     def healthy(self):
         if self.process.poll() is not None:
@@ -614,7 +617,8 @@ class Bench:
             tools.append(("StudioML 0.0.49", through_studioml))
             studioml_note = (
                 "local DB, local storage, `--queue local`: the script runs, then the worker exits 1 "
-                "with `TypeError: Unknown type of None` on the empty queue"
+                "with `TypeError: Unknown type of None` on the empty queue. "
+                + self.studioml_plain_runs(work)
             )
 
         try:
@@ -636,6 +640,24 @@ class Bench:
         for name, _ in tools:
             note = studioml_note if name == "StudioML 0.0.49" else ""
             self.results.add(1, "trivial run", name, what[name], samples[name], note)
+
+    def studioml_plain_runs(self, work):
+        """Run StudioML's plain `studio run trivial.py` with no config, then
+        with the local config but no `--queue`, and describe what happened."""
+        studioml = StudioML(self.venv_bin, self.root, "plain")
+        without_config = run([studioml.binary, "run", "trivial.py"], env=studioml.env, cwd=work, check=False)
+        plain = [studioml.binary, "run", "--config", studioml.config, "--force-git", "trivial.py"]
+        without_queue = run(plain, env=studioml.env, cwd=work, check=False)
+        queues = os.path.join(studioml.home, ".studioml", "queue")
+        queued = sorted(os.listdir(queues)) if os.path.isdir(queues) else []
+        ran = "hello" in without_queue.stdout + without_queue.stderr
+        error = last_line(without_config.stderr).replace(self.root, "$TMP").replace(VENV, ".bench-venv")
+        return (
+            f"Plain `studio run trivial.py` exits {without_config.returncode}: "
+            f"`{error}`. With the local config but no `--queue` it exits "
+            f"{without_queue.returncode}, {'runs' if ran else 'does not run'} the script and leaves "
+            f"queue directories {', '.join(f'`{name}`' for name in queued) or 'none'}."
+        )
 
     # -- case 2 ------------------------------------------------------------
 
@@ -888,7 +910,7 @@ class Bench:
                              samples[("MLflow", "first page of 100")])
 
     def fill_guild(self, guild, work, count):
-        """One real run, then copies of its directory under new run ids."""
+        """Make one real run, then copy its directory under new run ids."""
         run(guild.command("run", "-y", "trivial.py"), env=guild.env, cwd=work)
         template = guild.newest_run()
         template_id = os.path.basename(template)
@@ -906,7 +928,7 @@ class Bench:
         return seconds
 
     def fill_mlflow(self, server, work, count):
-        """One real run in a new experiment, then copies of its rows."""
+        """Make one real run in a new experiment, then copy its rows."""
         name = f"listing-{uuid.uuid4().hex[:8]}"
         experiment_id = server.api("POST", "experiments/create", {"name": name})["experiment_id"]
         env = dict(server.env, MLFLOW_EXPERIMENT_ID=experiment_id)

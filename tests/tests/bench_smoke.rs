@@ -1,9 +1,9 @@
 //! `scripts/bench_peers.py --smoke` runs end to end against the debug
 //! binaries, so the peer benchmark cannot rot between its full runs. The
-//! smoke mode uses tiny sizes and measures Studio only; its figures mean
-//! nothing and are not compared, only required to exist: the script checks
-//! each result (points read back, experiments listed, artifact stored,
-//! search finished) before it reports a time.
+//! smoke mode uses tiny sizes and measures Studio only. Its figures are not
+//! compared, only required to exist, because the script checks each result
+//! (points read back, experiments listed, artifact stored, search finished)
+//! before it reports a time.
 
 use std::process::Command;
 
