@@ -1267,11 +1267,11 @@ def main():
         sys.exit(f"{studio_binary} not found: build it with `cargo build` or pass --studio PATH")
 
     versions = {}
-    if peers:
+    if args.smoke:
+        python = sys.executable
+    else:
         python = install_peers()
         versions = peer_versions(python)
-    else:
-        python = sys.executable
 
     root = tempfile.mkdtemp(prefix="studio-bench-peers-")
     log(f"working under {root}")
