@@ -1,5 +1,5 @@
 // Studio's dashboard: a client-side router over the HTTP API (/api/v1).
-// Pages are rebuilt from API answers; they update live from the
+// Pages are rebuilt from API responses. They update live from the
 // /api/v1/events stream instead of polling.
 
 const PAGE_SIZE = 50;
@@ -9,8 +9,9 @@ const LIST_FIELDS = "key,script,time_added,metric,metric_value,project,owner,sta
 const OUTPUT_TAIL_BYTES = 256 * 1024;
 const UNFINISHED = new Set(["waiting", "queued", "running"]);
 /// Local-storage key of the dashboard token. `studio ui` prints the
-/// dashboard's address with `#token=…`; with it, requests act as studiod's
-/// user, without it a studiod running as root only lets the page read.
+/// dashboard's address with `#token=…`. Requests with the token act as
+/// studiod's user. Without it, a studiod running as root only lets the page
+/// read.
 const TOKEN_KEY = "studio-dashboard-token";
 
 const main = document.getElementById("main");
@@ -98,7 +99,9 @@ function formatDuration(seconds) {
   const hours = Math.floor(whole / 3600);
   const minutes = Math.floor((whole % 3600) / 60);
   const rest = whole % 60;
-  return hours ? `${hours} h ${minutes} min` : minutes ? `${minutes} min ${rest} s` : `${rest} s`;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${rest} s`;
+  return `${rest} s`;
 }
 
 function formatNumber(value) {
@@ -139,8 +142,8 @@ function commitUrl(git) {
 
 // ---------------------------------------------------------------- tables
 
-/// A paged, sortable table of experiments with multi-select delete. It
-/// reads one page at a time with `fields=` and the API's cursors, so it
+/// Builds a paged, sortable table of experiments with multi-select delete.
+/// It reads one page at a time with `fields=` and the API's cursors, so it
 /// stays fast with any number of experiments.
 function experimentTable({ title, filters }) {
   const state = { sort: "time", q: "", status: "", cursors: [null], page: 0, selected: new Set() };
@@ -336,8 +339,8 @@ async function usersPage() {
   onEvent = render;
 }
 
-/// A project's experiments side by side: best metric first, with one
-/// column per hyperparameter when they come from a search.
+/// Shows a project's experiments side by side: best metric first, with
+/// one column per hyperparameter when they come from a search.
 async function projectPage(name) {
   const tensorboard = await tensorBoardControl({ project: name });
   const table = experimentTable({ title: `Experiments of project ${name}`, filters: { project: name } });
@@ -353,7 +356,9 @@ async function projectPage(name) {
       ["Metric value", (experiment) => formatNumber(experiment.metric_value), "number"],
       ...names.map((parameter) => [parameter, (experiment) => {
         const value = (experiment.hyperparameters || {})[parameter];
-        return value === undefined ? "" : typeof value === "number" ? formatNumber(value) : String(value);
+        if (value === undefined) return "";
+        if (typeof value === "number") return formatNumber(value);
+        return String(value);
       }, "number"]),
       ["Duration", (experiment) => formatDuration(experiment.time_started && ((experiment.time_finished || Date.now() / 1000) - experiment.time_started))],
     ];
@@ -371,8 +376,8 @@ async function projectPage(name) {
   };
 }
 
-/// The TensorBoard button, or how to install TensorBoard when studiod
-/// cannot find it.
+/// Builds the TensorBoard button, or a note on how to install TensorBoard
+/// when studiod cannot find it.
 async function tensorBoardControl(target) {
   const box = el("div", { className: "actions", id: "tensorboard" });
   let availability;
@@ -529,7 +534,7 @@ async function experimentPage(key) {
     }
     const tags = Object.keys(scalars || {}).sort();
     if (!tags.length) return;
-    charts.replaceChildren(el("h2", {}, "Scalars"), tags.map((tag) => {
+    charts.replaceChildren(el("h2", {}, "Scalars"), ...tags.map((tag) => {
       const image = el("img", { alt: `${tag} by step`, src: `${path}/scalars.svg?${new URLSearchParams({ tag })}` });
       image.addEventListener("error", () => image.replaceWith(el("p", { className: "note" }, `${tag}: ${scalars[tag].length} values`)));
       return image;
@@ -562,7 +567,10 @@ async function experimentPage(key) {
   followOutput().catch(showError);
   renderCharts().catch(showError);
   onEvent = (envelope) => {
-    if (!envelope || envelope.key === key) render().catch(showError);
+    if (envelope && envelope.key !== key) return;
+    render().catch(showError);
+    // Scalars change when the `tb` artifact is stored again.
+    renderCharts().catch(showError);
   };
 }
 
@@ -604,20 +612,27 @@ function listen() {
   const indicator = document.getElementById("live");
   const stream = new EventSource("/api/v1/events");
   let timer = null;
-  let last = null;
+  /// The event to pass on: the last one while all events in the window
+  /// belong to one experiment, else null, which makes the page refresh as
+  /// a whole.
+  let pending;
   const schedule = (envelope) => {
-    last = envelope;
+    const sameKey = pending === undefined || (pending && envelope && pending.key === envelope.key);
+    pending = sameKey ? envelope : null;
     if (timer) return;
     timer = setTimeout(() => {
+      const event = pending;
       timer = null;
-      if (onEvent) Promise.resolve(onEvent(last)).catch(showError);
+      pending = undefined;
+      if (onEvent) Promise.resolve(onEvent(event)).catch(showError);
     }, 300);
   };
   stream.addEventListener("open", () => indicator.classList.add("on"));
   stream.addEventListener("error", () => indicator.classList.remove("on"));
   stream.onmessage = (event) => schedule(JSON.parse(event.data));
   const kinds = ["ExperimentCreated", "ExperimentStarted", "EnvironmentRecorded", "GitRecorded", "TagsChanged",
-    "StopRequested", "ExperimentFinished", "ExperimentInterrupted", "ExperimentDeleted", "ArtifactStored", "MetricReported"];
+    "StopRequested", "ExperimentFinished", "ExperimentInterrupted", "ExperimentDeleted", "ArtifactStored", "ExperimentQueued",
+    "MetricReported"];
   for (const kind of kinds) stream.addEventListener(kind, (event) => schedule(JSON.parse(event.data)));
   // A lagged stream skipped events: refresh everything.
   stream.addEventListener("lagged", () => schedule(null));

@@ -119,14 +119,25 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// `storage:`, where artifacts are kept.
+/// `storage:`, where artifacts are kept: `local` (the default), `s3` or
+/// `gcs` (`gcloud` in StudioML files means `gcs`). Credentials are never
+/// read from here: S3 uses the standard AWS chain (environment, `profile`),
+/// GCS uses `GOOGLE_APPLICATION_CREDENTIALS` or Google's default chain.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageConfig {
     #[serde(rename = "type")]
     pub kind: String,
     pub bucket: Option<String>,
+    /// URL of an S3-compatible or GCS-compatible server; the service's own
+    /// endpoint when absent.
     pub endpoint: Option<String>,
+    /// S3 region; the AWS chain's region (`AWS_REGION`, profile) when absent.
+    pub region: Option<String>,
+    /// Named profile of `~/.aws/config` for S3 credentials and region.
+    pub profile: Option<String>,
+    /// Google Cloud project, billed for GCS requests.
+    pub project: Option<String>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -137,7 +148,47 @@ impl Default for StorageConfig {
             kind: "local".into(),
             bucket: None,
             endpoint: None,
+            region: None,
+            profile: None,
+            project: None,
             other: BTreeMap::new(),
+        }
+    }
+}
+
+/// The artifact store backend that `storage: type:` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    Local,
+    S3,
+    Gcs,
+}
+
+impl StorageConfig {
+    /// Whether `type` names a backend Studio has.
+    pub fn known_kind(&self) -> bool {
+        matches!(self.kind.as_str(), "local" | "" | "s3" | "gcs" | "gcloud")
+    }
+
+    /// Returns the backend of `type`, with the error to show for an
+    /// unknown type or a cloud type without a bucket.
+    pub fn backend(&self) -> Result<StorageKind, String> {
+        let kind = match self.kind.as_str() {
+            "local" | "" => return Ok(StorageKind::Local),
+            "s3" => StorageKind::S3,
+            "gcs" | "gcloud" => StorageKind::Gcs,
+            other => {
+                return Err(format!(
+                    "storage type '{other}' is not supported: use local, s3 or gcs"
+                ))
+            }
+        };
+        match self.bucket.as_deref() {
+            Some(bucket) if !bucket.trim().is_empty() => Ok(kind),
+            _ => Err(format!(
+                "storage type '{}' needs a bucket: set storage.bucket",
+                self.kind
+            )),
         }
     }
 }
@@ -151,6 +202,9 @@ impl std::fmt::Debug for StorageConfig {
             .field("kind", &self.kind)
             .field("bucket", &self.bucket)
             .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("profile", &self.profile)
+            .field("project", &self.project)
             .field("other_keys", &self.other.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -317,6 +371,13 @@ impl Config {
                     .into(),
             );
         }
+        if let Err(error) = self.storage.backend() {
+            // Unknown types only warn (see `unsupported_settings`), as
+            // StudioML files may name types Studio does not have.
+            if self.storage.known_kind() {
+                return Err(error);
+            }
+        }
         if self.server.http != "off" && self.server.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "server.http is {:?}, expected an address such as 127.0.0.1:5000, or off",
@@ -334,9 +395,9 @@ impl Config {
                 self.database.kind
             ));
         }
-        if !matches!(self.storage.kind.as_str(), "local" | "") {
+        if !self.storage.known_kind() {
             warnings.push(format!(
-                "{origin}: storage type '{}' is not supported yet; artifacts are kept in the local store",
+                "{origin}: storage type '{}' is not supported; artifacts are kept in the local store (types: local, s3, gcs)",
                 self.storage.kind
             ));
         }
@@ -481,7 +542,51 @@ optimizer:
         let joined = warnings.join("\n");
         assert!(joined.contains("'worker_timeout'"), "{joined}");
         assert!(joined.contains("database type 'http'"), "{joined}");
-        assert!(joined.contains("storage type 'gcloud'"), "{joined}");
+        assert!(!joined.contains("storage type"), "{joined}");
+        assert_eq!(config.storage.backend(), Ok(StorageKind::Gcs));
+    }
+
+    #[test]
+    fn cloud_storage_types_parse() {
+        let text = "storage:\n  type: s3\n  bucket: $BUCKET\n  endpoint: http://127.0.0.1:9000\n  region: eu-west-1\n  profile: lab\n";
+        let lookup = |name: &str| (name == "BUCKET").then(|| "models".to_string());
+        let (config, warnings) = Config::parse(text, "s3.yaml", &lookup).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.storage.backend(), Ok(StorageKind::S3));
+        assert_eq!(config.storage.bucket.as_deref(), Some("models"));
+        assert_eq!(config.storage.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.storage.profile.as_deref(), Some("lab"));
+
+        let text = "storage:\n  type: gcs\n  bucket: b\n  project: p\n";
+        let (config, _) = Config::parse(text, "gcs.yaml", &no_env).unwrap();
+        assert_eq!(config.storage.backend(), Ok(StorageKind::Gcs));
+        assert_eq!(config.storage.project.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn cloud_storage_needs_bucket() {
+        let error = Config::parse("storage:\n  type: s3\n", "c.yaml", &no_env).unwrap_err();
+        assert!(error.to_string().contains("storage.bucket"), "{error}");
+    }
+
+    #[test]
+    fn unknown_storage_type_warns() {
+        let (config, warnings) =
+            Config::parse("storage:\n  type: ftp\n", "c.yaml", &no_env).unwrap();
+        assert!(
+            warnings.join("\n").contains("storage type 'ftp'"),
+            "{warnings:?}"
+        );
+        assert!(config.storage.backend().is_err());
+    }
+
+    #[test]
+    fn storage_debug_hides_other_keys() {
+        let text = "storage:\n  type: s3\n  bucket: b\n  secret_key: hunter2\n";
+        let (config, _) = Config::parse(text, "c.yaml", &no_env).unwrap();
+        let shown = format!("{:?}", config.storage);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("secret_key"), "{shown}");
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub fn main() -> ExitCode {
         _ => {}
     }
 
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`studio runs
+    // list | head`) would panic; a client dies quietly instead, as other
+    // command-line tools do. The daemon, handled above, keeps ignoring it.
+    // SAFETY: no other thread exists yet, and SIG_DFL is a valid handler.
+    unsafe {
+        nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
+    }
+
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

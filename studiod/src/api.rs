@@ -133,14 +133,13 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
 }
 
 /// Callers on the Unix socket are who their peer credentials say. The HTTP
-/// port cannot tell users apart: a personal daemon treats its callers as its
-/// own user, and a daemon running as root (shared by the users of a host)
-/// treats them as an anonymous user who may read but not change anything,
-/// unless they send the dashboard token.
+/// port cannot tell local users apart, so its callers act as the daemon's
+/// user only when they send the dashboard token (which only that user and
+/// root can get, from `studio ui`); without it they may read but not change
+/// anything.
 pub(crate) fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
-        Peer::Tcp(_) if daemon.uid != 0 => Caller::from_uid(daemon.uid, None),
         Peer::Tcp(_) => Caller::anonymous(),
         Peer::TcpWithToken(_) => Caller::from_uid(daemon.uid, None),
     }
@@ -247,10 +246,20 @@ async fn daemon_info(
     })
 }
 
-async fn shutdown(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
-    tracing::info!("shutdown requested through the API");
+async fn shutdown(
+    State(daemon): State<Arc<Daemon>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> ApiResult<impl IntoResponse> {
+    let caller = caller(&daemon, &peer);
+    if caller.uid != 0 && caller.uid != daemon.uid {
+        return Err(ApiError::forbidden(format!(
+            "{} may not stop studiod: only its own user or root may; on the HTTP port, send the dashboard token that `studio ui` prints",
+            caller.name
+        )));
+    }
+    tracing::info!(by = caller.name, "shutdown requested through the API");
     daemon.shutdown.notify_one();
-    StatusCode::ACCEPTED
+    Ok(StatusCode::ACCEPTED)
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

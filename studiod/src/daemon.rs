@@ -118,7 +118,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     drop(replay);
 
     let python_path = install_python_client(&paths)?;
-    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage)?;
+    let artifacts = crate::artifacts::Artifacts::open(&paths, &config.storage).await?;
     let daemon = Arc::new(Daemon {
         paths: paths.clone(),
         config,

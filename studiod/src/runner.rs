@@ -38,7 +38,7 @@ impl Caller {
     /// User id of callers whose identity is unknown; matches no owner.
     pub const ANONYMOUS_UID: u32 = u32::MAX - 1;
 
-    /// A caller on the HTTP port of a daemon shared by several users.
+    /// A caller on the HTTP port without the dashboard token.
     pub fn anonymous() -> Self {
         Self {
             uid: Self::ANONYMOUS_UID,
@@ -98,7 +98,7 @@ impl Daemon {
     ) -> Result<Experiment, ApiError> {
         if caller.uid == Caller::ANONYMOUS_UID {
             return Err(ApiError::forbidden(
-                "this studiod is shared by the users of its host and cannot tell who sent an HTTP request: start experiments with `studio run` on the host",
+                "HTTP requests without the dashboard token may only read: send `Authorization: Bearer TOKEN` with the token in the address that `studio ui` prints, or use `studio run`",
             ));
         }
         if request.queue.as_deref() == Some("local") {

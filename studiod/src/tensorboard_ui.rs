@@ -1,4 +1,4 @@
-//! TensorBoard for the dashboard: `GET /api/v1/tensorboard` tells whether
+//! TensorBoard for the dashboard: `GET /api/v1/tensorboard` reports whether
 //! `tensorboard` is installed, and `POST /api/v1/tensorboard` starts it on a
 //! free loopback port for one experiment's `tb` directory or for all of a
 //! project's, and returns its address. One TensorBoard runs per experiment
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// What the dashboard shows when TensorBoard is missing.
+/// Install command that the dashboard shows when TensorBoard is missing.
 const INSTALL_HINT: &str = "pip install tensorboard";
 
 pub fn routes() -> Router<Arc<Daemon>> {

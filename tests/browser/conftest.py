@@ -129,9 +129,9 @@ def decode(response):
 
 
 def wait_until(what: str, condition, timeout: float = TIMEOUT, explain=None):
-    """Polls `condition` until it returns a true value, which is returned;
-    fails the test after `timeout` seconds, naming what was awaited and
-    what `explain()` returns about the state then."""
+    """Polls `condition` until it returns a true value and returns that.
+    After `timeout` seconds the test fails with a message that names what
+    was awaited and adds what `explain()` returns."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

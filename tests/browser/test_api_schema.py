@@ -1,4 +1,4 @@
-"""Answers of the HTTP API validate against the schemas of the OpenAPI
+"""Responses of the HTTP API validate against the schemas of the OpenAPI
 document that studiod serves (web/openapi.json)."""
 
 import jsonschema
@@ -7,7 +7,7 @@ from conftest import wait_until
 
 
 def validator_for(document, path, method, status):
-    """A JSON-Schema validator for the documented JSON answer."""
+    """Returns a JSON-Schema validator for the documented JSON response."""
     answer = document["paths"][path][method]["responses"][str(status)]
     schema = answer["content"]["application/json"]["schema"]
     root = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

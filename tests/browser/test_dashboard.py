@@ -151,3 +151,37 @@ def test_experiment_page_links_artifacts(studio, browser):
     with urllib.request.urlopen(f"http://{studio.address}{path}", timeout=60) as response:
         assert response.headers["Content-Type"] == "application/gzip"
         assert response.read(2) == b"\x1f\x8b"
+
+
+SCALARS = """\
+import json, os
+from tensorboardX import SummaryWriter
+tb = json.load(open(os.environ["STUDIOML_ARTIFACT_MAPPING"]))["tb"]
+writer = SummaryWriter(tb)
+for step in range(5):
+    writer.add_scalar("loss", 1.0 / (step + 1), step)
+writer.close()
+"""
+
+
+def test_experiment_page_charts_scalars(studio, browser):
+    studio.write("tb.py", SCALARS)
+    studio.run("run", "--experiment", "charted", "tb.py")
+    open_page(browser, studio, "#/experiment/charted")
+
+    def loaded_chart():
+        images = browser.find_elements(By.CSS_SELECTOR, "#charts img")
+        if not images:
+            return None
+        width = browser.execute_script("return arguments[0].naturalWidth", images[0])
+        return images[0] if width else None
+
+    chart = wait_until(
+        "the chart of the loss scalar",
+        loaded_chart,
+        explain=lambda: f"charts section: {text_of(browser, 'charts')!r}",
+    )
+    assert "tag=loss" in chart.get_attribute("src")
+    assert chart.get_attribute("alt") == "loss by step"
+    browser.execute_script("arguments[0].scrollIntoView()", chart)
+    screenshot(browser, "dashboard-chart.png")

@@ -5,6 +5,8 @@
 //! socket and on an ephemeral loopback HTTP port. The binaries must be built
 //! first (`cargo build --workspace`), which the test command does.
 
+pub mod services;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -595,8 +595,49 @@ fn daemon_info_and_dashboard_files() {
     assert_eq!(get(&address, "/style.css").status, 200);
 }
 
+/// Writes the TensorBoard scalar `loss` for steps 0 to 4 with tensorboardX.
+const SCALARS_SCRIPT: &str = r#"
+import json, os
+from tensorboardX import SummaryWriter
+tb = json.load(open(os.environ["STUDIOML_ARTIFACT_MAPPING"]))["tb"]
+writer = SummaryWriter(tb)
+for step in range(5):
+    writer.add_scalar("loss", 1.0 / (step + 1), step)
+writer.close()
+"#;
+
 #[test]
-fn scalar_chart_needs_the_scalars_route() {
+fn scalar_chart_draws_tensorboard_scalars() {
+    let studio = Studio::new();
+    studio.write("tb.py", SCALARS_SCRIPT);
+    studio.ok(&["run", "--experiment", "charted", "tb.py"]);
+    let address = studio.http_address();
+    wait_until("the loss scalars", || {
+        get(&address, "/api/v1/experiments/charted/scalars")
+            .body
+            .contains("\"loss\"")
+    });
+
+    let chart = get(&address, "/api/v1/experiments/charted/scalars.svg?tag=loss");
+    assert_eq!(chart.status, 200, "{}", chart.body);
+    assert_eq!(chart.header("content-type"), Some("image/svg+xml"));
+    assert!(chart.body.starts_with("<svg"), "{}", chart.body);
+    assert!(chart.body.contains("<polyline"), "{}", chart.body);
+
+    let unknown = get(
+        &address,
+        "/api/v1/experiments/charted/scalars.svg?tag=accuracy",
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.error().contains("its scalars are: loss"),
+        "{}",
+        unknown.body
+    );
+}
+
+#[test]
+fn scalar_chart_without_scalars_is_not_found() {
     let studio = Studio::new();
     run_finished(&studio, "chart", 1);
     let address = studio.http_address();
@@ -607,11 +648,15 @@ fn scalar_chart_needs_the_scalars_route() {
         "{}",
         missing_tag.body
     );
-    // The chart reads the experiment's /scalars route and passes its
-    // errors on; a studiod without that route says so.
     let answer = get(&address, "/api/v1/experiments/chart-0/scalars.svg?tag=loss");
     assert_eq!(answer.status, 404, "{}", answer.body);
-    assert!(!answer.error().is_empty());
+    assert!(
+        answer.error().contains("its scalars are: none"),
+        "{}",
+        answer.body
+    );
+    let unknown = get(&address, "/api/v1/experiments/nope/scalars.svg?tag=loss");
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
 }
 
 #[test]
@@ -713,22 +758,26 @@ fn cross_origin_and_form_posts_are_rejected() {
         "{}",
         wrong_token.body
     );
+    // The HTTP port cannot tell local users apart, so callers without the
+    // token may only read, whoever runs studiod.
     let without_token = request(&address, "POST", &stop, &[REQUESTED_WITH], "");
-    if nix::unistd::geteuid().is_root() {
-        // A studiod running as root cannot tell local users apart on its
-        // HTTP port, so callers without the token may only read.
-        assert_eq!(without_token.status, 403, "{}", without_token.body);
-        assert!(
-            without_token.error().contains("anonymous"),
-            "{}",
-            without_token.body
-        );
-        assert_eq!(studio.experiment(&key)["status"], "running");
-    } else {
-        assert_eq!(without_token.status, 200, "{}", without_token.body);
-        studio.wait_for_status(&key, "stopped");
-        return;
-    }
+    assert_eq!(without_token.status, 403, "{}", without_token.body);
+    assert!(
+        without_token.error().contains("anonymous"),
+        "{}",
+        without_token.body
+    );
+    assert_eq!(studio.experiment(&key)["status"], "running");
+    let shutdown = request(
+        &address,
+        "POST",
+        "/api/v1/daemon/shutdown",
+        &[REQUESTED_WITH],
+        "",
+    );
+    assert_eq!(shutdown.status, 403, "{}", shutdown.body);
+    assert!(shutdown.error().contains("studio ui"), "{}", shutdown.body);
+    assert!(studio.daemon_pid().is_some());
 
     let same_origin = format!("http://{address}");
     let allowed = change(
@@ -982,4 +1031,29 @@ fn ui_open_starts_xdg_open() {
     assert_eq!(url.trim(), printed.trim());
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(url.contains("/#token="), "{url}");
+}
+
+/// An `EventSource` receives only the event names it listens to, so the
+/// dashboard must name every kind that `/api/v1/events` sends.
+#[test]
+fn dashboard_listens_to_every_event_kind() {
+    let events = std::fs::read_to_string(repository().join("studiod/src/events.rs")).unwrap();
+    let dashboard = std::fs::read_to_string(repository().join("web/app.js")).unwrap();
+    let body = events
+        .split("pub fn kind(&self)")
+        .nth(1)
+        .expect("Event::kind in events.rs");
+    let body = &body[..body.find("\n    }\n").expect("end of Event::kind")];
+    let kinds: Vec<&str> = body
+        .split("=> \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(kinds.len() >= 10, "too few kinds parsed: {kinds:?}");
+    for kind in kinds {
+        assert!(
+            dashboard.contains(&format!("\"{kind}\"")),
+            "web/app.js does not listen to {kind} events"
+        );
+    }
 }

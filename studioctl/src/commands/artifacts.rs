@@ -124,7 +124,10 @@ pub fn parse_run_flags(
     let mut requests = Vec::new();
     for spec in capture_once {
         let (location, tag) = split_tag("--capture-once", spec, "PATH:TAG or URL:TAG")?;
-        if location.starts_with("http://") || location.starts_with("https://") {
+        let is_url = ["http://", "https://", "s3://", "gs://"]
+            .iter()
+            .any(|scheme| location.starts_with(scheme));
+        if is_url {
             requests.push(ArtifactRequest::Download { tag, url: location });
             continue;
         }

@@ -144,9 +144,11 @@ impl Daemon {
                     }
                 }
                 ArtifactRequest::Download { url, .. } => {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    if let Some(parsed) = super::remote::ObjectUrl::parse(url) {
+                        parsed.map_err(ApiError::bad_request)?;
+                    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
                         return Err(ApiError::bad_request(format!(
-                            "invalid --capture-once URL {url:?}: only http:// and https:// are supported"
+                            "invalid --capture-once URL {url:?}: use http://, https://, s3:// or gs://"
                         )));
                     }
                 }
@@ -206,12 +208,15 @@ impl Daemon {
                     plan.add(&tag, path.clone(), true, false);
                 }
                 ArtifactRequest::Download { url, .. } => {
-                    let file = super::download::download(
-                        url,
-                        &self.artifacts.blob_cache.join("downloads"),
-                    )
-                    .await
-                    .map_err(|error| {
+                    let cache = self.artifacts.blob_cache.join("downloads");
+                    let downloaded = match super::remote::ObjectUrl::parse(url) {
+                        Some(Ok(object)) => {
+                            super::remote::download_url(&object, &self.config.storage, &cache).await
+                        }
+                        Some(Err(error)) => Err(error),
+                        None => super::download::download(url, &cache).await,
+                    };
+                    let file = downloaded.map_err(|error| {
                         format!("cannot download {url} for artifact {tag:?}: {error}")
                     })?;
                     plan.add(&tag, file, false, false);

@@ -11,11 +11,14 @@
 
 pub mod capture;
 pub mod download;
+pub mod gcs;
 pub mod http;
 pub mod index;
 pub mod local;
 pub mod metrics;
 pub mod pack;
+pub mod remote;
+pub mod s3;
 pub mod store;
 pub mod unpack;
 
@@ -23,7 +26,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use store::ArtifactStore;
-use studio_core::config::StorageConfig;
+use studio_core::config::{StorageConfig, StorageKind};
 
 /// Artifact state shared by the daemon: the store and the captures that
 /// run now.
@@ -43,26 +46,29 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
-    /// Opens the store that the `storage:` config selects.
-    pub fn open(
+    /// Opens the store that the `storage:` config selects. Packed files
+    /// are staged under `<home>/artifacts/tmp` whatever the backend.
+    pub async fn open(
         paths: &studio_core::paths::StudioPaths,
         storage: &StorageConfig,
     ) -> anyhow::Result<Self> {
         let root = paths.home.join("artifacts");
-        // NOTE: only `local` exists; the config loader already warns that
-        // other types fall back to it.
-        if !matches!(storage.kind.as_str(), "local" | "") {
-            tracing::warn!(
-                kind = storage.kind,
-                "storage type not supported yet; using the local store"
-            );
-        }
         let local = local::LocalStore::open(&root)?;
         let staging = local.temp_dir();
+        let store: Arc<dyn ArtifactStore> = match storage.backend() {
+            Ok(StorageKind::Local) => Arc::new(local),
+            Ok(StorageKind::S3) => Arc::new(s3::S3Store::open(storage).await?),
+            Ok(StorageKind::Gcs) => Arc::new(gcs::GcsStore::open(storage).await?),
+            Err(error) => {
+                // The config loader has already warned about the type.
+                tracing::warn!(%error, "using the local artifact store");
+                Arc::new(local)
+            }
+        };
         let fingerprints = root.join("fingerprints");
         std::fs::create_dir_all(&fingerprints)?;
         Ok(Self {
-            store: Arc::new(local),
+            store,
             staging,
             blob_cache: paths.blob_cache(),
             fingerprints,

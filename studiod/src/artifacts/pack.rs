@@ -241,7 +241,17 @@ fn sorted_entries(
         .follow_links(false)
         .sort_by_file_name(|left, right| left.cmp(right));
     if honour_ignore_file {
-        walker.add_custom_ignore_filename(IGNORE_FILE);
+        // Inside a git work tree, a workspace leaves out what git leaves out
+        // (build outputs, virtual environments) and the `.git` directory
+        // itself, whose commit is recorded on the experiment.
+        // `.studioml_ignore` takes precedence, so `!target/model.bin` there
+        // brings a file back.
+        walker
+            .add_custom_ignore_filename(IGNORE_FILE)
+            .git_ignore(true)
+            .git_exclude(true)
+            .parents(true)
+            .filter_entry(|entry| entry.file_name() != ".git");
     }
     let mut entries = Vec::new();
     for entry in walker.build() {
@@ -311,6 +321,40 @@ mod tests {
 
         let unfiltered = archive_names(&pack_dir(&source, false).temp_path);
         assert!(unfiltered.contains(&"secret.key".to_string()));
+    }
+
+    #[test]
+    fn gitignore_and_git_directory_are_left_out() {
+        let directory = tempfile::tempdir().unwrap();
+        let source = directory.path().join("ws");
+        std::fs::create_dir_all(source.join("target/debug")).unwrap();
+        std::fs::create_dir_all(source.join(".git/objects")).unwrap();
+        std::fs::write(source.join("train.py"), "print(1)").unwrap();
+        std::fs::write(source.join("target/debug/big.bin"), "x").unwrap();
+        std::fs::write(source.join("target/model.bin"), "m").unwrap();
+        std::fs::write(source.join(".git/objects/pack"), "p").unwrap();
+        std::fs::write(source.join(".gitignore"), "/target\n").unwrap();
+        std::fs::write(source.join(IGNORE_FILE), "!/target\n/target/debug\n").unwrap();
+
+        let names = archive_names(&pack_dir(&source, true).temp_path);
+        assert!(names.contains(&"train.py".to_string()), "{names:?}");
+        assert!(names.contains(&".gitignore".to_string()), "{names:?}");
+        assert!(names.contains(&"target/model.bin".to_string()), "{names:?}");
+        assert!(
+            !names.iter().any(|name| name.starts_with("target/debug")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|name| name.starts_with(".git/")),
+            "{names:?}"
+        );
+
+        std::fs::remove_file(source.join(IGNORE_FILE)).unwrap();
+        let names = archive_names(&pack_dir(&source, true).temp_path);
+        assert!(
+            !names.iter().any(|name| name.starts_with("target")),
+            "{names:?}"
+        );
     }
 
     #[test]
