@@ -139,6 +139,10 @@ impl Daemon {
                 .experiment(&key)
                 .is_none_or(|experiment| experiment.status.is_final());
             let read = tokio::task::block_in_place(|| sources.read_new(ended));
+            // One event a poll: the value that changes the folded metric
+            // last (the best new one for min and max, the newest for last),
+            // so a burst of points costs one durable append, not one each.
+            let mut latest = None;
             for (value, step) in read {
                 let folded = spec.fold(reported, value);
                 if reported == Some(folded)
@@ -147,6 +151,9 @@ impl Daemon {
                     continue;
                 }
                 reported = Some(folded);
+                latest = Some((value, step));
+            }
+            if let Some((value, step)) = latest {
                 let event = Event::MetricReported { value, step };
                 if let Err(error) = self.log.append(&key, event).await {
                     tracing::error!(key, %error, "cannot record a metric value");
