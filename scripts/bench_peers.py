@@ -9,7 +9,7 @@ markdown report (machine, versions, table of medians and Studio/peer ratios):
 
 The full run installs the peers from PyPI into `.bench-venv/` (gitignored,
 reused when present), builds Studio with `cargo build --release`, and runs
-the five cases of docs/benchmarks-peers.md. Runs of different tools
+the five cases of docs/benchmarks.md. Runs of different tools
 alternate, and every tool works in its own private home under a temporary
 directory, so nothing touches ~/.studioml, ~/.guild or ./mlruns. The MLflow
 tracking server it starts listens on 127.0.0.1 only and is stopped at the end.
