@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 pub const API_PREFIX: &str = "/api/v1";
 
-/// Where an experiment is in its life. `Finished`, `Failed`, `Stopped` and
+/// Stage of an experiment's life. `Finished`, `Failed`, `Stopped` and
 /// `Interrupted` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -285,7 +285,7 @@ pub struct Experiment {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub signal: Option<i32>,
-    /// Why the experiment stopped, failed or was interrupted, in words.
+    /// Reason, in words, that the experiment stopped, failed or was interrupted.
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
@@ -319,7 +319,7 @@ impl Experiment {
         Some(self.time_finished.unwrap_or(now) - started)
     }
 
-    /// The command line as the user would type it without Studio.
+    /// Returns the command line as the user would type it without Studio.
     pub fn command_line(&self) -> String {
         let mut parts = vec!["python".to_string()];
         if self.module {
@@ -353,7 +353,7 @@ pub struct ListQuery {
     pub fields: Option<String>,
 }
 
-/// Answer of `GET /api/v1/experiments`.
+/// Response of `GET /api/v1/experiments`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListResponse {
     /// Experiment objects, with only the requested fields when `fields` was
@@ -379,7 +379,7 @@ pub struct UserSummary {
     pub running: usize,
 }
 
-/// Answer of `GET /api/v1/daemon`.
+/// Response of `GET /api/v1/daemon`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
     pub version: String,
@@ -394,7 +394,7 @@ pub struct DaemonInfo {
     pub socket: PathBuf,
     /// Address of the HTTP port, when it is open.
     pub http: Option<String>,
-    /// Why the HTTP port is closed although it was configured.
+    /// Reason that the HTTP port is closed although it was configured.
     #[serde(default)]
     pub http_error: Option<String>,
     pub started_at: f64,
@@ -407,7 +407,7 @@ pub struct DaemonInfo {
     pub dashboard_token: Option<String>,
 }
 
-/// Body of every error answer.
+/// Body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

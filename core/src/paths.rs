@@ -51,7 +51,7 @@ impl StudioPaths {
         }
     }
 
-    /// The sled database that holds the event log.
+    /// Returns the sled database that contains the event log.
     pub fn database(&self) -> PathBuf {
         self.home.join("db")
     }

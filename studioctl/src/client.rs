@@ -1,5 +1,5 @@
 //! HTTP/1.1 over the daemon's Unix socket, and starting the daemon when
-//! nothing answers there.
+//! nothing listens there.
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 /// How long the client waits for a daemon it started to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// An error answer of the daemon, with its message.
+/// Error response of the daemon, with its message.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -38,7 +38,7 @@ impl Client {
         Self { paths, config }
     }
 
-    /// Connects to the daemon, starting it first when nothing answers.
+    /// Connects to the daemon, starting it first when nothing listens.
     async fn connect(&self) -> anyhow::Result<UnixStream> {
         match UnixStream::connect(&self.paths.socket).await {
             Ok(stream) => return Ok(stream),

@@ -1,4 +1,4 @@
-//! How experiments look in the terminal.
+//! Formatting of experiments for the terminal.
 
 use chrono::{Local, TimeZone};
 use studio_core::api::{Experiment, Status};
@@ -33,7 +33,7 @@ fn metric_text(experiment: &Experiment) -> String {
     }
 }
 
-/// A table of experiments with aligned columns.
+/// Formats experiments as a table with aligned columns.
 pub fn table(experiments: &[Experiment], now: f64) -> String {
     let header = ["KEY", "PROJECT", "STATUS", "ADDED", "DURATION", "METRIC"];
     let rows: Vec<[String; 6]> = experiments
@@ -74,7 +74,7 @@ pub fn table(experiments: &[Experiment], now: f64) -> String {
     text
 }
 
-/// The whole record of one experiment, one field a line.
+/// Formats the whole record of one experiment, one field a line.
 pub fn record(experiment: &Experiment, now: f64) -> String {
     let mut lines = Vec::new();
     let mut field =

@@ -24,7 +24,7 @@ mod openapi;
 mod output_events;
 mod scalars_chart;
 
-/// An error answer: a status code and a message that names the value and
+/// An error response: a status code and a message that names the value and
 /// the fix.
 #[derive(Debug)]
 pub struct ApiError {
@@ -132,11 +132,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-/// Callers on the Unix socket are who their peer credentials say. The HTTP
-/// port cannot tell local users apart, so its callers act as the daemon's
-/// user only when they send the dashboard token (which only that user and
-/// root can get, from `studio ui`); without it they may read but not change
-/// anything.
+/// Returns the caller of a request. On the Unix socket it is the user of
+/// the peer credentials. The HTTP port cannot tell local users apart, so
+/// its callers act as the daemon's user only when they send the dashboard
+/// token, which only that user and root get from `studio ui`. Without the
+/// token they may read but not change anything.
 pub(crate) fn caller(daemon: &Daemon, peer: &Peer) -> Caller {
     match peer {
         Peer::Unix { uid, gid } => Caller::from_uid(*uid, Some(*gid)),
@@ -278,9 +278,9 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
 struct OutputQuery {
     /// First byte to return.
     offset: u64,
-    /// Most bytes to return; all when absent.
+    /// Maximum bytes to return; all when absent.
     length: Option<u64>,
-    /// Keep the answer open and send new output until the experiment ends.
+    /// Keeps the response open and sends new output until the experiment ends.
     follow: bool,
 }
 
@@ -398,8 +398,8 @@ fn follow_output(
             }
             let finished = state
                 .daemon
-                .experiment(&state.key)
-                .is_none_or(|experiment| experiment.status.is_final());
+                .status(&state.key)
+                .is_none_or(|status| status.is_final());
             if finished {
                 // Read once more: the last bytes may have been written after
                 // the read above and before the process ended.

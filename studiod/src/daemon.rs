@@ -15,7 +15,7 @@ mod python_client {
     include!(concat!(env!("OUT_DIR"), "/python_client.rs"));
 }
 
-/// How studiod was asked to run.
+/// Options studiod runs with.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub paths: StudioPaths,
@@ -23,7 +23,7 @@ pub struct Options {
     /// Overrides `server.http` of the config; `off` disables HTTP.
     pub http: Option<String>,
     /// Mode of the Unix socket: 0600 for a personal daemon, 0666 for one
-    /// shared by the users of a host (who are told apart by their peer
+    /// shared by the users of a host (distinguished by their peer
     /// credentials).
     pub socket_mode: u32,
 }
@@ -41,7 +41,7 @@ pub struct Daemon {
     pub executable: PathBuf,
     pub started_at: f64,
     pub http_address: OnceLock<String>,
-    /// Why the HTTP port could not be opened.
+    /// Reason that the HTTP port could not be opened.
     pub http_error: OnceLock<String>,
     pub shutdown: Notify,
     /// Serialises the check-then-create of experiment keys.
@@ -60,6 +60,14 @@ impl Daemon {
     /// Reads one experiment from the projection.
     pub fn experiment(&self, key: &str) -> Option<studio_core::api::Experiment> {
         self.read_projection().get(key).cloned()
+    }
+
+    /// Reads one experiment's status without copying its record, for the
+    /// loops that poll it.
+    pub fn status(&self, key: &str) -> Option<studio_core::api::Status> {
+        self.read_projection()
+            .get(key)
+            .map(|experiment| experiment.status)
     }
 
     pub fn read_projection(&self) -> std::sync::RwLockReadGuard<'_, Projection> {

@@ -135,9 +135,7 @@ impl Daemon {
         };
         let mut reported = experiment.metric_value;
         loop {
-            let ended = self
-                .experiment(&key)
-                .is_none_or(|experiment| experiment.status.is_final());
+            let ended = self.status(&key).is_none_or(|status| status.is_final());
             let read = tokio::task::block_in_place(|| sources.read_new(ended));
             // One event a poll: the value that changes the folded metric
             // last (the best new one for min and max, the newest for last),

@@ -321,10 +321,7 @@ impl Daemon {
                 tracing::error!(key, %error, "cannot record that the experiment did not start");
             }
         }
-        while self
-            .experiment(&key)
-            .is_some_and(|experiment| !experiment.status.is_final())
-        {
+        while self.status(&key).is_some_and(|status| !status.is_final()) {
             tokio::select! {
                 _ = events.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -424,10 +424,7 @@ impl Daemon {
     }
 
     async fn record_exit(&self, key: &str, exit: Exit) {
-        if self
-            .experiment(key)
-            .is_none_or(|experiment| experiment.status.is_final())
-        {
+        if self.status(key).is_none_or(|status| status.is_final()) {
             return;
         }
         self.final_capture(key).await;
@@ -455,10 +452,7 @@ impl Daemon {
     }
 
     async fn record_interrupted(&self, key: &str, reason: &str) {
-        if self
-            .experiment(key)
-            .is_none_or(|experiment| experiment.status.is_final())
-        {
+        if self.status(key).is_none_or(|status| status.is_final()) {
             return;
         }
         self.final_capture(key).await;
@@ -598,10 +592,7 @@ impl Daemon {
             let grace = self.config.stop_grace + 10.0;
             let deadline = tokio::time::Instant::now()
                 + Duration::try_from_secs_f64(grace).unwrap_or(Duration::from_secs(3600));
-            while self
-                .experiment(key)
-                .is_some_and(|experiment| !experiment.status.is_final())
-            {
+            while self.status(key).is_some_and(|status| !status.is_final()) {
                 if tokio::time::timeout_at(deadline, receiver.recv())
                     .await
                     .is_err()

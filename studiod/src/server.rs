@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 
-/// Who is on the other end of a connection.
+/// Peer on the other end of a connection.
 #[derive(Debug, Clone)]
 pub enum Peer {
     Unix {
@@ -37,7 +37,7 @@ impl Connected<IncomingStream<'_, UnixListener>> for Peer {
                 uid: credentials.uid(),
                 gid: credentials.gid(),
             },
-            // Without credentials the caller is treated as nobody.
+            // Without credentials the caller matches no user.
             Err(_) => Peer::Unix {
                 uid: u32::MAX - 1,
                 gid: u32::MAX - 1,
@@ -52,8 +52,8 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     }
 }
 
-/// Binds the Unix socket, replacing a stale socket file but never one that
-/// a live daemon answers on.
+/// Binds the Unix socket, replacing a stale socket file but never one on
+/// which a live daemon accepts connections.
 pub fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent() {
         if !parent.exists() {
@@ -65,7 +65,7 @@ pub fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!(
-                "another studiod answers on {}: stop it with `studio daemon stop` first",
+                "another studiod listens on {}: stop it with `studio daemon stop` first",
                 path.display()
             );
         }
@@ -231,7 +231,7 @@ pub fn dashboard_token() -> &'static str {
 }
 
 /// Compares in time independent of where the strings differ, so the token
-/// cannot be guessed byte by byte from answer times.
+/// cannot be guessed byte by byte from response times.
 fn is_dashboard_token(candidate: &str) -> bool {
     let expected = dashboard_token().as_bytes();
     let candidate = candidate.as_bytes();

@@ -2,7 +2,7 @@
 //!
 //! Appends go through one writer task. It takes every request waiting in its
 //! channel, writes them as one sled batch, flushes once, and only then
-//! answers the callers, so an acknowledged event is on disk and many small
+//! replies to the callers, so an acknowledged event is on disk and many small
 //! events share one flush. After a failed write or flush the log refuses
 //! all further appends instead of going on with an unknown state.
 
@@ -25,8 +25,8 @@ pub enum StoreError {
     Closed,
 }
 
-/// Called with each batch after it is durable and before callers are
-/// answered; keeps projections and live streams current.
+/// Callback run with each batch after it is durable and before the callers
+/// get their replies. It keeps projections and live streams current.
 pub type CommitHook = Arc<dyn Fn(&[Envelope]) + Send + Sync>;
 
 struct AppendRequest {
@@ -42,7 +42,7 @@ pub struct EventLog {
     length: Arc<AtomicU64>,
 }
 
-/// What `EventLog::open` read from disk.
+/// Events that `EventLog::open` read from disk.
 pub struct Replay {
     pub envelopes: Vec<Envelope>,
     /// Entries that could not be decoded, for example written by a newer
@@ -292,7 +292,7 @@ mod tests {
             assert_eq!(log.len(), 200);
         }
         assert_eq!(*seen.lock().unwrap(), 200);
-        // The writer task holds the database until the runtime drops it;
+        // The writer task owns the database until the runtime drops it;
         // give it a moment to finish before reopening.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let noop: CommitHook = Arc::new(|_| {});

@@ -4,6 +4,7 @@
 import os
 from pathlib import Path
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import wait_until
@@ -38,6 +39,26 @@ def row(browser, key):
     return rows[0] if rows else None
 
 
+def row_text(browser, key):
+    """Return the text of the experiment's row, or "" while it is missing or
+    being redrawn by a live update."""
+    try:
+        found = row(browser, key)
+        return found.text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def click_in_row(browser, key, by, value):
+    """Click an element of the experiment's row; return False when a live
+    update redrew the row first, so the caller can try again."""
+    try:
+        row(browser, key).find_element(by, value).click()
+        return True
+    except (StaleElementReferenceException, AttributeError):
+        return False
+
+
 def test_follow_stop_and_delete(studio, browser):
     studio.write("loop.py", LOOP)
     studio.write("hello.py", "print('hello from Studio')\n")
@@ -48,10 +69,10 @@ def test_follow_stop_and_delete(studio, browser):
 
     open_page(browser, studio, "#/all")
     wait_until("both running experiments in the list", lambda: row(browser, followed) and row(browser, other))
-    assert "running" in row(browser, followed).text
+    wait_until("the followed row to show running", lambda: "running" in row_text(browser, followed))
     screenshot(browser, "dashboard-list.png")
 
-    row(browser, followed).find_element(By.LINK_TEXT, followed).click()
+    wait_until("the experiment page to open", lambda: click_in_row(browser, followed, By.LINK_TEXT, followed))
     output = wait_until("the output panel", lambda: browser.find_elements(By.ID, "output"))[0]
     wait_until("the first output lines", lambda: "step 2 " in output.text)
     before = len(output.text)
@@ -70,7 +91,7 @@ def test_follow_stop_and_delete(studio, browser):
 
     open_page(browser, studio, "#/all")
     wait_until("the list", lambda: row(browser, other))
-    row(browser, other).find_element(By.CSS_SELECTOR, "input.select").click()
+    wait_until("the row to be selected", lambda: click_in_row(browser, other, By.CSS_SELECTOR, "input.select"))
     delete = browser.find_element(By.ID, "delete-selected")
     assert delete.is_enabled()
     delete.click()
@@ -89,7 +110,7 @@ def test_cancelled_delete_keeps_experiment(studio, browser):
     key = studio.run("runs", "list", "all", "--short").split()[0]
     open_page(browser, studio, "#/all")
     wait_until("the experiment in the list", lambda: row(browser, key))
-    row(browser, key).find_element(By.CSS_SELECTOR, "input.select").click()
+    wait_until("the row to be selected", lambda: click_in_row(browser, key, By.CSS_SELECTOR, "input.select"))
     browser.find_element(By.ID, "delete-selected").click()
     wait_until("the confirmation", lambda: _alert(browser)).dismiss()
     assert studio.experiment(key) is not None

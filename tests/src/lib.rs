@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest time any condition is waited for before a test fails.
+/// Maximum time any condition is waited for before a test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Directory holding the built binaries (`target/debug`).
@@ -76,12 +76,12 @@ impl Studio {
         self
     }
 
-    /// The user's HOME.
+    /// Returns the user's HOME.
     pub fn home(&self) -> PathBuf {
         self.root.path().join("home")
     }
 
-    /// The Studio home (`~/.studioml`).
+    /// Returns the Studio home (`~/.studioml`).
     pub fn studio_home(&self) -> PathBuf {
         self.home().join(".studioml")
     }
@@ -101,7 +101,7 @@ impl Studio {
         path
     }
 
-    /// A `studio` command with this installation's environment.
+    /// Builds a command with this installation's environment.
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(binary(program));
         command
@@ -148,7 +148,7 @@ impl Studio {
         self.ok(&full).trim().to_string()
     }
 
-    /// The experiment's record as JSON (`studio runs show --json`).
+    /// Returns the experiment's record as JSON (`studio runs show --json`).
     pub fn experiment(&self, key: &str) -> Value {
         let text = self.ok(&["runs", "show", key, "--json"]);
         serde_json::from_str(&text).expect("experiment JSON")
@@ -178,8 +178,8 @@ impl Studio {
         url.split('/').next().unwrap_or(url).to_string()
     }
 
-    /// The dashboard token from the address that `studio ui` prints; HTTP
-    /// requests that send it act as the daemon's user.
+    /// Returns the dashboard token from the address that `studio ui`
+    /// prints. HTTP requests that send it act as the daemon's user.
     pub fn dashboard_token(&self) -> String {
         let url = self.ok(&["ui"]);
         let (_, token) = url

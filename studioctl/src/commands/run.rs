@@ -259,8 +259,8 @@ fn validate_metric(metric: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Python that `python3` names on the caller's PATH, so the experiment
-/// runs in the same (virtual) environment as the user's shell.
+/// Finds the Python that `python3` names on the caller's PATH, so the
+/// experiment runs in the same (virtual) environment as the user's shell.
 fn find_python() -> anyhow::Result<PathBuf> {
     if let Some(python) = std::env::var_os("STUDIOML_PYTHON") {
         let python = PathBuf::from(python);

@@ -119,8 +119,8 @@ impl Tail {
             }
             let finished = self
                 .daemon
-                .experiment(&self.key)
-                .is_none_or(|experiment| experiment.status.is_final());
+                .status(&self.key)
+                .is_none_or(|status| status.is_final());
             if finished {
                 // One more read: the last bytes may have been written after
                 // the read above and before the process ended.

@@ -102,9 +102,7 @@ impl Daemon {
             // Experiments created while the stop request went through were
             // not in its list.
             for key in &keys {
-                let running = self
-                    .experiment(key)
-                    .is_some_and(|experiment| !experiment.status.is_final());
+                let running = self.status(key).is_some_and(|status| !status.is_final());
                 if running {
                     if let Err(error) = self.stop_experiment(key, &caller).await {
                         tracing::warn!(
@@ -119,10 +117,9 @@ impl Daemon {
         }
         let metric = state.metric.is_some();
         loop {
-            let pending = keys.iter().any(|key| {
-                self.experiment(key)
-                    .is_some_and(|experiment| !experiment.status.is_final())
-            });
+            let pending = keys
+                .iter()
+                .any(|key| self.status(key).is_some_and(|status| !status.is_final()));
             if !pending {
                 break;
             }
@@ -164,10 +161,7 @@ impl Daemon {
         loop {
             let ended = keys
                 .iter()
-                .filter(|key| {
-                    self.experiment(key)
-                        .is_none_or(|experiment| experiment.status.is_final())
-                })
+                .filter(|key| self.status(key).is_none_or(|status| status.is_final()))
                 .count();
             if ended == keys.len() || state.is_stopped() {
                 return;

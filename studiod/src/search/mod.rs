@@ -296,9 +296,7 @@ impl Daemon {
         tracing::info!(search = id, by = caller.name, "search stop requested");
         let keys = lock(&state.keys).clone();
         for key in keys {
-            let running = self
-                .experiment(&key)
-                .is_some_and(|experiment| !experiment.status.is_final());
+            let running = self.status(&key).is_some_and(|status| !status.is_final());
             if running {
                 if let Err(error) = self.stop_experiment(&key, caller).await {
                     tracing::warn!(
