@@ -8,6 +8,8 @@
 //! `CUDA_VISIBLE_DEVICES`. What the scheduler needs to start an experiment
 //! is kept in `queued.json` (mode 0600, because it holds the environment) in
 //! the experiment's directory, so queued experiments survive a restart.
+//! Once started, the slot an experiment holds is kept in `slot.json`, so a
+//! restarted daemon that re-adopts it still counts it against its group.
 
 use crate::api::ApiError;
 use crate::daemon::Daemon;
@@ -23,6 +25,10 @@ use studio_core::api::{Experiment, RunRequest, Status};
 
 /// File in the experiment's directory that contains its [`QueuedSpec`].
 const QUEUED_FILE: &str = "queued.json";
+
+/// File in the experiment's directory that names the [`Slot`] it holds
+/// while it runs.
+const SLOT_FILE: &str = "slot.json";
 
 /// GPUs whose used memory is below this many MiB count as free.
 const FREE_GPU_MEMORY_MIB: u64 = 500;
@@ -49,6 +55,7 @@ pub(crate) struct QueuedSpec {
     slots: Slots,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Slot {
     group: String,
     gpu: Option<u32>,
@@ -135,6 +142,10 @@ impl LocalQueue {
     fn push(&self, spec: QueuedSpec) {
         self.lock().pending.push_back(spec);
         self.wake.notify_one();
+    }
+
+    fn hold(&self, key: &str, slot: Slot) {
+        self.lock().running.insert(key.to_string(), slot);
     }
 
     fn release(&self, key: &str) {
@@ -273,7 +284,7 @@ impl Daemon {
     /// Starts a queued experiment, waits for it to end and frees its slot.
     async fn run_queued(self: Arc<Self>, spec: QueuedSpec, gpu: Option<u32>) {
         let key = spec.key.clone();
-        let mut events = self.events.subscribe();
+        let events = self.events.subscribe();
         let mut request = spec.request;
         if let Some(gpu) = gpu {
             request
@@ -303,7 +314,22 @@ impl Daemon {
                 .await
                 .map_err(|reason| (false, reason))
         };
-        let _ = std::fs::remove_file(self.paths.experiment_dir(&key).join(QUEUED_FILE));
+        let directory = self.paths.experiment_dir(&key);
+        let _ = std::fs::remove_file(directory.join(QUEUED_FILE));
+        if outcome.is_ok() {
+            let slot = Slot {
+                group: spec.group.clone(),
+                gpu,
+            };
+            if let Err(error) = crate::supervisor::write_json_atomic(
+                &directory.join(SLOT_FILE),
+                &slot,
+                0o644,
+                false,
+            ) {
+                tracing::warn!(key, %error, "cannot record the queue slot; a restarted studiod will not count it");
+            }
+        }
         if let Err((stopped, reason)) = outcome {
             tracing::error!(key, error = %reason, "queued experiment did not start");
             let finished = Finished {
@@ -321,13 +347,47 @@ impl Daemon {
                 tracing::error!(key, %error, "cannot record that the experiment did not start");
             }
         }
-        while self.status(&key).is_some_and(|status| !status.is_final()) {
+        self.release_when_ended(&key, events).await;
+    }
+
+    /// Waits until the experiment `key` has a final status, then frees its
+    /// slot.
+    async fn release_when_ended(
+        &self,
+        key: &str,
+        mut events: tokio::sync::broadcast::Receiver<Arc<crate::events::Envelope>>,
+    ) {
+        while self.status(key).is_some_and(|status| !status.is_final()) {
             tokio::select! {
                 _ = events.recv() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        self.queue.release(&key);
+        let _ = std::fs::remove_file(self.paths.experiment_dir(key).join(SLOT_FILE));
+        self.queue.release(key);
+    }
+
+    /// Counts a re-adopted experiment that the queue started against its
+    /// group's slots again, until it ends. Call before queued experiments
+    /// are put back, so that they wait for the slot.
+    pub(crate) fn hold_slot_again(self: &Arc<Self>, key: &str) {
+        let path = self.paths.experiment_dir(key).join(SLOT_FILE);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return;
+        };
+        match serde_json::from_slice::<Slot>(&bytes) {
+            Ok(slot) => {
+                tracing::info!(key, group = slot.group, gpu = ?slot.gpu, "re-adopted experiment holds its queue slot again");
+                let events = self.events.subscribe();
+                self.queue.hold(key, slot);
+                let daemon = self.clone();
+                let key = key.to_string();
+                tokio::spawn(async move { daemon.release_when_ended(&key, events).await });
+            }
+            Err(error) => {
+                tracing::warn!(key, path = %path.display(), %error, "cannot read the experiment's queue slot");
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use studio_core::api::{Experiment, RunRequest};
+use studio_core::api::{Experiment, RunRequest, Status};
 
 /// The user behind a request: from the Unix socket's peer credentials, or
 /// the daemon's own user for the loopback HTTP port.
@@ -489,10 +489,12 @@ impl Daemon {
     /// get their recorded exit status, the rest are interrupted.
     pub async fn adopt_unfinished(self: &Arc<Self>) {
         let keys = self.read_projection().unfinished();
-        for key in keys {
-            if self.requeue(&key).await {
-                continue;
-            }
+        // Running experiments first: those the queue started hold their
+        // slots again before the queued ones can be scheduled.
+        let (queued, started): (Vec<String>, Vec<String>) = keys
+            .into_iter()
+            .partition(|key| self.status(key) == Some(Status::Queued));
+        for key in started {
             let run_dir = self.run_dir(&key);
             if let Some(exit) = supervisor::read_exit(&run_dir) {
                 tracing::info!(key, "experiment ended while studiod was down");
@@ -505,6 +507,7 @@ impl Daemon {
                         || process::is_alive(running.pid, running.pid_start_time) =>
                 {
                     tracing::info!(key, pid = running.pid, "re-adopted a running experiment");
+                    self.hold_slot_again(&key);
                     tokio::spawn(self.clone().follow_metrics(key.clone()));
                     tokio::spawn(self.clone().watch(key, None, Some(running)));
                 }
@@ -519,6 +522,12 @@ impl Daemon {
                     self.record_interrupted(&key, "studiod stopped before the experiment started")
                         .await
                 }
+            }
+        }
+        for key in queued {
+            if !self.requeue(&key).await {
+                self.record_interrupted(&key, "its queue entry could not be read back")
+                    .await;
             }
         }
     }

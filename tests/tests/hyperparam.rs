@@ -645,10 +645,19 @@ fn queued_experiments_survive_a_daemon_restart() {
     studio.wait_for_status(&first, "running");
     run_ok(&studio, &["daemon", "stop"]);
     wait_until("studiod to stop", || studio.daemon_pid().is_none());
-    // The next command starts a new daemon, which queues the second again.
+    // The next command starts a new daemon, which queues the second again
+    // and counts the re-adopted first against the single worker slot.
     assert_eq!(studio.experiment(&second)["status"], "queued");
     studio.wait_for_status(&first, "finished");
     studio.wait_for_status(&second, "finished");
+    let first = studio.experiment(&first);
+    let second = studio.experiment(&second);
+    let first_finished = first["time_finished"].as_f64().expect("first finished");
+    let second_started = second["time_started"].as_f64().expect("second started");
+    assert!(
+        second_started >= first_finished,
+        "the second started at {second_started}, before the first finished at {first_finished}"
+    );
 }
 
 const FIXED_PLUGIN: &str = r#"
