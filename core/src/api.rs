@@ -201,6 +201,13 @@ pub struct CaptureState {
     pub bytes_read: u64,
     /// Bytes of all files to read; 0 until the files have been listed.
     pub bytes_total: u64,
+    /// Bytes of the packed blob sent to the artifact store so far.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Size of the packed blob; 0 while packing, so a non-zero value means
+    /// that the upload runs.
+    #[serde(default)]
+    pub bytes_to_send: u64,
 }
 
 impl fmt::Debug for RunRequest {

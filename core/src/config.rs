@@ -138,6 +138,9 @@ pub struct StorageConfig {
     pub profile: Option<String>,
     /// Google Cloud project, billed for GCS requests.
     pub project: Option<String>,
+    /// Tries of each upload or download of a cloud store before it fails,
+    /// the first included (default 6, over about a minute).
+    pub attempts: Option<u32>,
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -151,10 +154,15 @@ impl Default for StorageConfig {
             region: None,
             profile: None,
             project: None,
+            attempts: None,
             other: BTreeMap::new(),
         }
     }
 }
+
+/// Most tries of a cloud store operation that `storage.attempts` may ask
+/// for; more would leave a failed upload unreported for hours.
+pub const MAX_STORE_ATTEMPTS: u32 = 20;
 
 /// The artifact store backend that `storage: type:` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +213,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("region", &self.region)
             .field("profile", &self.profile)
             .field("project", &self.project)
+            .field("attempts", &self.attempts)
             .field("other_keys", &self.other.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -370,6 +379,13 @@ impl Config {
                 "saveWorkspaceFrequency and saveMetricsFrequency must be more than 0 seconds"
                     .into(),
             );
+        }
+        if let Some(attempts) = self.storage.attempts {
+            if !(1..=MAX_STORE_ATTEMPTS).contains(&attempts) {
+                return Err(format!(
+                    "storage.attempts is {attempts}, it must be 1 to {MAX_STORE_ATTEMPTS} tries"
+                ));
+            }
         }
         if let Err(error) = self.storage.backend() {
             // Unknown types only warn (see `unsupported_settings`), as

@@ -115,13 +115,25 @@ impl Client {
                 return Ok(());
             }
             let now = tokio::time::Instant::now();
-            if exited_at.is_none() && child.try_wait().ok().flatten().is_some() {
-                // Another client may have started a daemon at the same time;
-                // give its socket a moment before reporting a failure.
-                exited_at = Some(now);
+            if exited_at.is_none() {
+                if let Some(status) = child.try_wait().ok().flatten() {
+                    // Another client may have started a daemon at the same
+                    // time; give its socket a moment before reporting a
+                    // failure.
+                    exited_at = Some((now, status));
+                }
             }
-            let gave_up = exited_at.is_some_and(|exited| now - exited > Duration::from_secs(2));
-            if now >= deadline || gave_up {
+            let gave_up =
+                exited_at.is_some_and(|(exited, _)| now - exited > Duration::from_secs(2));
+            if gave_up {
+                let tail = last_lines(&log_path, 5);
+                let status = exited_at.map(|(_, status)| status).unwrap_or_default();
+                bail!(
+                    "studiod could not start ({status}); last lines of {}:\n{tail}",
+                    log_path.display()
+                );
+            }
+            if now >= deadline {
                 let tail = last_lines(&log_path, 5);
                 bail!(
                     "studiod did not open {} within {}s; last lines of {}:\n{tail}",

@@ -8,8 +8,8 @@
 //! `CUDA_VISIBLE_DEVICES`. What the scheduler needs to start an experiment
 //! is kept in `queued.json` (mode 0600, because it holds the environment) in
 //! the experiment's directory, so queued experiments survive a restart.
-//! Once started, the slot an experiment holds is kept in `slot.json`, so a
-//! restarted daemon that re-adopts it still counts it against its group.
+//! A started experiment's slot is recorded in `slot.json`, so a restarted
+//! daemon that re-adopts the experiment still counts it against its group.
 
 use crate::api::ApiError;
 use crate::daemon::Daemon;
@@ -26,8 +26,8 @@ use studio_core::api::{Experiment, RunRequest, Status};
 /// File in the experiment's directory that contains its [`QueuedSpec`].
 const QUEUED_FILE: &str = "queued.json";
 
-/// File in the experiment's directory that names the [`Slot`] it holds
-/// while it runs.
+/// File in the experiment's directory that records its [`Slot`] while it
+/// runs.
 const SLOT_FILE: &str = "slot.json";
 
 /// GPUs whose used memory is below this many MiB count as free.
@@ -377,7 +377,7 @@ impl Daemon {
         };
         match serde_json::from_slice::<Slot>(&bytes) {
             Ok(slot) => {
-                tracing::info!(key, group = slot.group, gpu = ?slot.gpu, "re-adopted experiment holds its queue slot again");
+                tracing::info!(key, group = slot.group, gpu = ?slot.gpu, "re-adopted experiment takes its queue slot again");
                 let events = self.events.subscribe();
                 self.queue.hold(key, slot);
                 let daemon = self.clone();

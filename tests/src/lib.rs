@@ -48,6 +48,7 @@ pub fn repository() -> PathBuf {
 pub struct Studio {
     root: tempfile::TempDir,
     extra_env: Vec<(String, String)>,
+    removed_env: Vec<String>,
 }
 
 impl Default for Studio {
@@ -67,12 +68,20 @@ impl Studio {
         Self {
             root,
             extra_env: Vec::new(),
+            removed_env: Vec::new(),
         }
     }
 
     /// Adds an environment variable to every command.
     pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
         self.extra_env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Removes an environment variable of the test process from every
+    /// command.
+    pub fn env_remove(&mut self, name: &str) -> &mut Self {
+        self.removed_env.push(name.into());
         self
     }
 
@@ -113,6 +122,9 @@ impl Studio {
             .env("STUDIOML_HTTP", "127.0.0.1:0")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null());
+        for name in &self.removed_env {
+            command.env_remove(name);
+        }
         for (name, value) in &self.extra_env {
             command.env(name, value);
         }

@@ -4,6 +4,7 @@
 
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use studio_core::config::StorageConfig;
@@ -290,20 +291,28 @@ async fn large_blob_round_trip() {
         let store = fixture.store.clone();
         let (path, digest) = stage_large(&fixture.staging, 300 * 1024 * 1024);
 
+        let size = 300 * 1024 * 1024;
+        let sent = Arc::new(AtomicU64::new(0));
         let upload = {
             let store = store.clone();
             let digest = digest.clone();
-            tokio::spawn(async move { store.put(&digest, &path).await })
+            let sent = sent.clone();
+            tokio::spawn(async move { store.put_counting(&digest, &path, &sent).await })
         };
         // A blob may appear just before `put` returns, but never partial.
+        // The sent-bytes counter moves while the upload runs.
         let mut polls = 0;
+        let mut partial_counts = Vec::new();
         while !upload.is_finished() {
             for blob in store.list().await.unwrap() {
                 assert_eq!(
-                    blob.size,
-                    300 * 1024 * 1024,
+                    blob.size, size,
                     "{backend:?}: a partial blob is visible while it uploads"
                 );
+            }
+            let count = sent.load(Ordering::Relaxed);
+            if count > 0 && count < size {
+                partial_counts.push(count);
             }
             polls += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -313,6 +322,15 @@ async fn large_blob_round_trip() {
             "{backend:?}: the upload ended before visibility was checked"
         );
         assert!(upload.await.unwrap().unwrap(), "{backend:?}");
+        assert_eq!(sent.load(Ordering::Relaxed), size, "{backend:?}");
+        assert!(
+            !partial_counts.is_empty(),
+            "{backend:?}: no progress was counted while the upload ran"
+        );
+        assert!(
+            partial_counts.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{backend:?}: progress went back without a retry: {partial_counts:?}"
+        );
 
         let listed = store.list().await.unwrap();
         assert_eq!(listed.len(), 1, "{backend:?}");
@@ -392,7 +410,7 @@ async fn upload_fails_when_server_stays_down() {
 
 /// Writes `~/.studioml/config.yaml` of `studio` with an S3 store on moto;
 /// the bucket name comes from an environment variable, as configs may.
-fn use_s3_store(studio: &mut Studio, moto: &Moto) {
+fn use_s3_store(studio: &mut Studio, moto: &Moto, extra_storage_keys: &str) {
     for (name, value) in moto.client_env() {
         studio.env(name, &value);
     }
@@ -401,11 +419,74 @@ fn use_s3_store(studio: &mut Studio, moto: &Moto) {
     std::fs::write(
         studio.studio_home().join("config.yaml"),
         format!(
-            "storage:\n  type: s3\n  bucket: $STUDIO_TEST_BUCKET\n  endpoint: {}\n  region: us-east-1\n",
+            "storage:\n  type: s3\n  bucket: $STUDIO_TEST_BUCKET\n  endpoint: {}\n  region: us-east-1\n{extra_storage_keys}",
             moto.endpoint()
         ),
     )
     .unwrap();
+}
+
+/// Writes the config of `studio` with a GCS store on fake-gcs, which it
+/// reaches through `STORAGE_EMULATOR_HOST`, as Google's own tools do.
+fn use_gcs_store(studio: &mut Studio, gcs: &FakeGcs) {
+    studio.env("STORAGE_EMULATOR_HOST", &gcs.endpoint());
+    std::fs::create_dir_all(studio.studio_home()).unwrap();
+    std::fs::write(
+        studio.studio_home().join("config.yaml"),
+        "storage:\n  type: gcs\n  bucket: studio-artifacts\n  project: test\n",
+    )
+    .unwrap();
+}
+
+/// Creates `bucket` on fake-gcs when missing and uploads `name` into it.
+fn gcs_put_object(gcs: &FakeGcs, bucket: &str, name: &str, body: &str) {
+    let address = format!("{}:80", gcs.endpoint().trim_start_matches("http://"));
+    let json = [("Content-Type", "application/json")];
+    let (status, answer) = studio_tests::http(
+        &address,
+        "POST",
+        "/storage/v1/b?project=test",
+        &json,
+        &format!("{{\"name\": \"{bucket}\"}}"),
+    );
+    assert!(
+        status == 200 || status == 409,
+        "create bucket {bucket}: {status} {answer}"
+    );
+    let (status, answer) = studio_tests::http(
+        &address,
+        "POST",
+        &format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}"),
+        &[("Content-Type", "text/csv")],
+        body,
+    );
+    assert_eq!(status, 200, "upload {bucket}/{name}: {answer}");
+}
+
+/// Checks that `root` contains the two objects under `sets/` that the tests
+/// upload: `x.csv` and `y.csv`, with their content.
+fn assert_input_set(root: &Path) {
+    let files = texts_under(root);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].0.ends_with("x.csv"), "{files:?}");
+    assert_eq!(files[0].1, "a,b\n1,2\n", "{files:?}");
+    assert!(files[1].0.ends_with("y.csv"), "{files:?}");
+    assert_eq!(files[1].1, "c\n3\n", "{files:?}");
+}
+
+/// Reads the files under `root` as (path relative to `root`, text), sorted.
+fn texts_under(root: &Path) -> Vec<(String, String)> {
+    let mut texts: Vec<(String, String)> = files_under(root)
+        .into_iter()
+        .map(|(path, bytes)| {
+            (
+                path.strip_prefix(root).unwrap().display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        })
+        .collect();
+    texts.sort();
+    texts
 }
 
 /// Every file under `root`, read as bytes, with its path.
@@ -447,7 +528,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn studio_run_with_s3_store() {
     let moto = Moto::start();
     let mut studio = Studio::new();
-    use_s3_store(&mut studio, &moto);
+    use_s3_store(&mut studio, &moto, "");
     let script = std::fs::read_to_string(
         studio_tests::repository().join("examples/general/train_linreg.py"),
     )
@@ -465,11 +546,16 @@ fn studio_run_with_s3_store() {
         "a,b\n1,2\n",
     );
     assert_eq!(status, 200, "upload the input object: {body}");
+    let (status, body) =
+        studio_tests::http(&moto_address, "PUT", "/inputs/sets/y.csv", &[], "c\n3\n");
+    assert_eq!(status, 200, "upload the input object: {body}");
 
     let run = studio.studio(&[
         "run",
         "--capture=~/.weights:weights",
         "--capture-once=s3://inputs/sets/x.csv:data",
+        // A prefix that names no object: every object under `sets/`.
+        "--capture-once=s3://inputs/sets:dataset",
         "train_linreg.py",
     ]);
     let mut outputs = vec![stdout(&run), stderr(&run)];
@@ -550,6 +636,15 @@ fn studio_run_with_s3_store() {
         10,
         "{weight_files:?}"
     );
+    let dataset = studio.work().join("dataset-out");
+    outputs.push(studio.ok(&[
+        "artifacts",
+        "get",
+        &key,
+        "dataset",
+        dataset.to_str().unwrap(),
+    ]));
+    assert_input_set(&dataset);
     let data = studio.work().join("data-out");
     outputs.push(studio.ok(&["artifacts", "get", &key, "data", data.to_str().unwrap()]));
     let data_files = files_under(&data);
@@ -598,4 +693,259 @@ fn studio_run_with_s3_store() {
             path.display()
         );
     }
+}
+
+/// `studio run` with a GCS store: a captured directory is stored in the
+/// bucket and comes back through `studio artifacts get`, and a `gs://`
+/// prefix is captured once with every object under it.
+#[test]
+fn studio_run_with_gcs_store() {
+    let gcs = FakeGcs::start();
+    let mut studio = Studio::new();
+    use_gcs_store(&mut studio, &gcs);
+    gcs_put_object(&gcs, "inputs", "sets/x.csv", "a,b\n1,2\n");
+    gcs_put_object(&gcs, "inputs", "sets/y.csv", "c\n3\n");
+    gcs_put_object(&gcs, "inputs", "other.csv", "not captured\n");
+    studio.write(
+        "train.py",
+        "import os\nos.makedirs('model', exist_ok=True)\nopen('model/weights.txt', 'w').write('trained')\nprint('saved')\n",
+    );
+
+    let run = studio.studio(&[
+        "run",
+        "-e",
+        "gcs-run",
+        "--capture=model:model",
+        "--capture-once=gs://inputs/sets/:dataset",
+        "train.py",
+    ]);
+    let log =
+        std::fs::read_to_string(studio.studio_home().join("logs/studiod.log")).unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "stdout: {}\nstderr: {}\ndaemon log: {log}",
+        stdout(&run),
+        stderr(&run)
+    );
+    assert!(stdout(&run).contains("saved"), "{}", stdout(&run));
+    studio.wait_for_status("gcs-run", "finished");
+
+    let artifacts = studio.ok(&["artifacts", "list", "gcs-run", "--json"]);
+    let artifacts: serde_json::Value = serde_json::from_str(&artifacts).unwrap();
+    let digests: Vec<String> = ["model", "dataset"]
+        .iter()
+        .map(|tag| {
+            artifacts
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| entry["tag"] == *tag)
+                .unwrap_or_else(|| panic!("no artifact {tag} in {artifacts}"))["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    // The blobs are in the bucket, and none in the local store.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stored = runtime.block_on(async {
+        GcsStore::connect(
+            &gcs_config("studio-artifacts"),
+            gcs.endpoint(),
+            studiod::artifacts::gcs::anonymous(),
+        )
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap()
+    });
+    let stored: Vec<String> = stored.into_iter().map(|blob| blob.digest).collect();
+    for digest in &digests {
+        assert!(stored.contains(digest), "{digest} not in {stored:?}");
+    }
+    assert!(
+        !studio
+            .studio_home()
+            .join("artifacts/blobs")
+            .read_dir()
+            .is_ok_and(|mut entries| entries.next().is_some()),
+        "blobs must not be kept in the local store"
+    );
+
+    let model = studio.work().join("model-out");
+    studio.ok(&[
+        "artifacts",
+        "get",
+        "gcs-run",
+        "model",
+        model.to_str().unwrap(),
+    ]);
+    let model_files = texts_under(&model);
+    assert_eq!(model_files.len(), 1, "{model_files:?}");
+    assert!(
+        model_files[0].0.ends_with("weights.txt") && model_files[0].1 == "trained",
+        "{model_files:?}"
+    );
+    let dataset = studio.work().join("dataset-out");
+    studio.ok(&[
+        "artifacts",
+        "get",
+        "gcs-run",
+        "dataset",
+        dataset.to_str().unwrap(),
+    ]);
+    assert_input_set(&dataset);
+}
+
+/// S3 goes down while an experiment runs: its final capture is retried,
+/// the terminal shows the upload waiting, and the experiment ends failed
+/// with the store's error instead of losing the artifact silently.
+#[test]
+fn s3_outage_fails_the_experiment() {
+    let mut moto = Moto::start();
+    let mut studio = Studio::new();
+    use_s3_store(&mut studio, &moto, "  attempts: 3\n");
+    // The script waits for `go`, then writes 24 MiB that do not compress,
+    // so the final capture has a multipart upload to make.
+    studio.write(
+        "train.py",
+        "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.1)\nos.makedirs('model', exist_ok=True)\nopen('model/weights.bin', 'wb').write(os.urandom(24 << 20))\nprint('saved', flush=True)\n",
+    );
+    let run = studio
+        .command("studio")
+        .args(["run", "-e", "outage", "--capture=model:model", "train.py"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the start-up capture of the workspace is stored, so that
+    // the outage hits the final capture only.
+    studio_tests::wait_until("the workspace capture", || {
+        let output = studio.studio(&["runs", "show", "outage", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .is_ok_and(|record| record["artifacts"]["workspace"].is_object())
+    });
+    moto.stop();
+    std::fs::write(studio.work().join("go"), "").unwrap();
+
+    let output = run.wait_with_output().unwrap();
+    let terminal = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{terminal}");
+    assert!(terminal.contains("(uploading "), "{terminal}");
+    assert!(terminal.contains("artifacts not stored: "), "{terminal}");
+    assert!(terminal.contains("model: "), "{terminal}");
+
+    let record = studio.experiment("outage");
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["exit_code"], 0, "{record}");
+    // The script's output is captured at the end too, and fails the same way.
+    let errors: Vec<&str> = record["artifact_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error.as_str().unwrap())
+        .collect();
+    let model = errors
+        .iter()
+        .find(|error| error.starts_with("model: "))
+        .unwrap_or_else(|| panic!("no error for the model artifact: {record}"));
+    assert!(model.contains("s3://studio-artifacts/blobs/"), "{model}");
+    assert!(model.contains("(after 3 tries)"), "{model}");
+}
+
+/// Writes an AWS profile `studio-test` with moto's test credentials into
+/// the user's `~/.aws`, and a config whose store names `profile`. The test
+/// process's own AWS variables are removed, so the profile is the only
+/// source of credentials.
+fn use_s3_profile(studio: &mut Studio, moto: &Moto, profile: &str) {
+    let aws = studio.home().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[studio-test]\naws_access_key_id = {TEST_ACCESS_KEY}\naws_secret_access_key = {TEST_SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile studio-test]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        studio.env_remove(name);
+    }
+    std::fs::create_dir_all(studio.studio_home()).unwrap();
+    std::fs::write(
+        studio.studio_home().join("config.yaml"),
+        format!(
+            "storage:\n  type: s3\n  bucket: profile-artifacts\n  endpoint: {}\n  profile: {profile}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+}
+
+/// `storage.profile` names the `~/.aws` profile whose credentials and
+/// region the S3 store uses; a profile that does not exist is an error
+/// that names it.
+#[test]
+fn s3_store_uses_the_named_profile() {
+    let moto = Moto::start();
+    let mut studio = Studio::new();
+    use_s3_profile(&mut studio, &moto, "studio-test");
+    studio.write(
+        "train.py",
+        "import os\nos.makedirs('model', exist_ok=True)\nopen('model/w.txt', 'w').write('1')\n",
+    );
+    let run = studio.studio(&["run", "-e", "profiled", "--capture=model:model", "train.py"]);
+    let log =
+        std::fs::read_to_string(studio.studio_home().join("logs/studiod.log")).unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "stderr: {}\ndaemon log: {log}",
+        stderr(&run)
+    );
+    let model = studio.work().join("model-out");
+    studio.ok(&[
+        "artifacts",
+        "get",
+        "profiled",
+        "model",
+        model.to_str().unwrap(),
+    ]);
+    let model_files = texts_under(&model);
+    assert!(
+        model_files.len() == 1 && model_files[0].0.ends_with("w.txt") && model_files[0].1 == "1",
+        "{model_files:?}"
+    );
+    studio.ok(&["daemon", "stop"]);
+
+    let mut other = Studio::new();
+    use_s3_profile(&mut other, &moto, "no-such-profile");
+    other.write("train.py", "print('never runs')\n");
+    let run = other.studio(&["run", "train.py"]);
+    assert!(!run.status.success(), "{}", stdout(&run));
+    assert!(!stdout(&run).contains("never runs"), "{}", stdout(&run));
+    assert!(
+        stderr(&run).contains("no AWS credentials for storage.profile 'no-such-profile'"),
+        "the error must name the profile: {}",
+        stderr(&run)
+    );
+    assert!(
+        stderr(&run).contains("[profile no-such-profile] in ~/.aws/config"),
+        "the error must say where to define it: {}",
+        stderr(&run)
+    );
 }

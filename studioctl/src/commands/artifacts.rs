@@ -248,12 +248,21 @@ impl FinalCaptureReporter {
             .running
             .iter()
             .map(|state| {
-                format!(
-                    "{} ({} of {})",
-                    state.tag,
-                    human_bytes(state.bytes_read),
-                    human_bytes(state.bytes_total)
-                )
+                if state.bytes_to_send > 0 {
+                    format!(
+                        "{} (uploading {} of {})",
+                        state.tag,
+                        human_bytes(state.bytes_sent),
+                        human_bytes(state.bytes_to_send)
+                    )
+                } else {
+                    format!(
+                        "{} (packing {} of {})",
+                        state.tag,
+                        human_bytes(state.bytes_read),
+                        human_bytes(state.bytes_total)
+                    )
+                }
             })
             .collect();
         if !self.announced {

@@ -43,8 +43,15 @@ pub struct Plan {
     pub mapping: BTreeMap<String, PathBuf>,
 }
 
-/// Bytes read so far and bytes to read of one capture.
-type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
+/// Progress of one capture: files read while packing, then the packed blob
+/// sent to the store.
+#[derive(Default)]
+struct Counters {
+    read: Arc<AtomicU64>,
+    to_read: AtomicU64,
+    sent: Arc<AtomicU64>,
+    to_send: AtomicU64,
+}
 
 /// The captures of one running experiment.
 #[derive(Default)]
@@ -52,8 +59,8 @@ pub struct Session {
     /// Held for a whole round of captures, so two rounds never pack the
     /// same artifact at once.
     round: tokio::sync::Mutex<()>,
-    /// Bytes read and bytes to read of each capture in progress, by tag.
-    progress: Mutex<BTreeMap<String, Counters>>,
+    /// Progress of each capture that runs now, by tag.
+    progress: Mutex<BTreeMap<String, Arc<Counters>>>,
     final_capture: AtomicBool,
     stop: tokio::sync::Notify,
     stopped: AtomicBool,
@@ -61,8 +68,8 @@ pub struct Session {
 }
 
 impl Session {
-    fn begin(&self, tag: &str) -> Counters {
-        let counters = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    fn begin(&self, tag: &str) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
         lock(&self.progress).insert(tag.to_string(), counters.clone());
         counters
     }
@@ -363,10 +370,12 @@ impl Daemon {
         };
         let running = lock(&session.progress)
             .iter()
-            .map(|(tag, (read, total))| CaptureState {
+            .map(|(tag, counters)| CaptureState {
                 tag: tag.clone(),
-                bytes_read: read.load(Ordering::Relaxed),
-                bytes_total: total.load(Ordering::Relaxed),
+                bytes_read: counters.read.load(Ordering::Relaxed),
+                bytes_total: counters.to_read.load(Ordering::Relaxed),
+                bytes_sent: counters.sent.load(Ordering::Relaxed),
+                bytes_to_send: counters.to_send.load(Ordering::Relaxed),
             })
             .collect();
         CaptureProgress {
@@ -430,7 +439,7 @@ impl Daemon {
         &self,
         key: &str,
         planned: &Planned,
-        (progress, total): Counters,
+        counters: Arc<Counters>,
     ) -> Result<(), String> {
         let source = planned.path.clone();
         let honour = planned.honour_ignore_file;
@@ -439,7 +448,7 @@ impl Daemon {
                 .await
                 .map_err(|error| error.to_string())?
                 .map_err(|error| error.to_string())?;
-        total.store(bytes, Ordering::Relaxed);
+        counters.to_read.store(bytes, Ordering::Relaxed);
         let cache_file = self
             .artifacts
             .fingerprints
@@ -460,8 +469,9 @@ impl Daemon {
 
         let source = planned.path.clone();
         let staging = self.artifacts.staging.clone();
+        let read = counters.read.clone();
         let packed: Packed =
-            tokio::task::spawn_blocking(move || pack::pack(&source, honour, &staging, &progress))
+            tokio::task::spawn_blocking(move || pack::pack(&source, honour, &staging, &read))
                 .await
                 .map_err(|error| error.to_string())?
                 .map_err(|error| error.to_string())?;
@@ -471,12 +481,13 @@ impl Daemon {
             files: packed.files,
             file: packed.file.clone(),
         };
+        counters.to_send.store(packed.size, Ordering::Relaxed);
         {
             let _guard = self.artifacts.blob_lock.lock().await;
             let added = self
                 .artifacts
                 .store
-                .put(&packed.digest, &packed.temp_path)
+                .put_counting(&packed.digest, &packed.temp_path, &counters.sent)
                 .await
                 .map_err(|error| error.to_string())?;
             tracing::debug!(

@@ -22,7 +22,10 @@ use google_cloud_gax::retry_policy::RetryPolicyExt as _;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model_ext::ReadRange;
 use google_cloud_storage::retry_policy::RetryableErrors;
+use google_cloud_storage::streaming_source::{Seek, SizeHint, StreamingSource};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use studio_core::config::StorageConfig;
 
 /// Uploads above this size are resumable; smaller ones are one request.
@@ -36,6 +39,8 @@ const RESUMABLE_CHUNK: usize = 16 * 1024 * 1024;
 /// Tries of one request by the client before the store's own retry of the
 /// whole operation takes over; the client's default retries for minutes.
 const CLIENT_ATTEMPTS: u32 = 4;
+/// Bytes read from the blob file per payload chunk.
+const READ_CHUNK: usize = 256 * 1024;
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 pub struct GcsStore {
@@ -124,7 +129,7 @@ impl GcsStore {
             endpoint,
             bucket,
             project: config.project.clone(),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::for_config(config),
         })
     }
 
@@ -242,12 +247,26 @@ impl GcsStore {
     /// bytes under the same name, so the write is idempotent and the client
     /// may retry it. NOTE: not `ifGenerationMatch=0`, which fake-gcs-server
     /// 1.54 rejects with 412 for objects that do not exist.
-    async fn upload(&self, key: &str, source: &Path) -> Result<(), String> {
+    async fn upload(&self, key: &str, source: &Path, sent: &Arc<AtomicU64>) -> Result<(), String> {
         let file = tokio::fs::File::open(source)
             .await
             .map_err(|error| format!("cannot open {}: {error}", source.display()))?;
+        // With the checksum known, the client sends the file once instead
+        // of reading it a first time to checksum it, so the sent-bytes
+        // count is the upload's progress.
+        let source_path = source.to_path_buf();
+        let crc32c = tokio::task::spawn_blocking(move || file_crc32c(&source_path))
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
+        sent.store(0, Ordering::Relaxed);
+        let payload = CountingFile {
+            file,
+            sent: sent.clone(),
+        };
         self.storage
-            .write_object(self.bucket_path(), key, file)
+            .write_object(self.bucket_path(), key, payload)
+            .with_known_crc32c(crc32c)
             .with_idempotency(true)
             .send_unbuffered()
             .await
@@ -345,9 +364,69 @@ impl GcsStore {
     }
 }
 
+/// Returns the CRC32C of the file at `path`. Blocking.
+fn file_crc32c(path: &Path) -> std::io::Result<u32> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0_u8; 1 << 20];
+    let mut checksum = 0;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(checksum);
+        }
+        checksum = crc32c::crc32c_append(checksum, &buffer[..read]);
+    }
+}
+
+/// The blob file as an upload payload that counts the bytes handed to the
+/// client; a resumed upload seeks back and the count follows.
+struct CountingFile {
+    file: tokio::fs::File,
+    sent: Arc<AtomicU64>,
+}
+
+impl StreamingSource for CountingFile {
+    type Error = std::io::Error;
+
+    async fn next(&mut self) -> Option<Result<bytes::Bytes, Self::Error>> {
+        let mut buffer = bytes::BytesMut::zeroed(READ_CHUNK);
+        match tokio::io::AsyncReadExt::read(&mut self.file, &mut buffer).await {
+            Err(error) => Some(Err(error)),
+            Ok(0) => None,
+            Ok(read) => {
+                buffer.truncate(read);
+                self.sent.fetch_add(read as u64, Ordering::Relaxed);
+                Some(Ok(buffer.freeze()))
+            }
+        }
+    }
+
+    async fn size_hint(&self) -> Result<SizeHint, Self::Error> {
+        let length = self.file.metadata().await?.len();
+        Ok(SizeHint::with_exact(length))
+    }
+}
+
+impl Seek for CountingFile {
+    type Error = std::io::Error;
+
+    async fn seek(&mut self, offset: u64) -> Result<(), Self::Error> {
+        use tokio::io::AsyncSeekExt as _;
+        self.file.seek(std::io::SeekFrom::Start(offset)).await?;
+        self.sent.store(offset, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl ArtifactStore for GcsStore {
-    async fn put(&self, digest: &str, source: &Path) -> Result<bool, StoreError> {
+    async fn put_counting(
+        &self,
+        digest: &str,
+        source: &Path,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<bool, StoreError> {
         let key = blob_key(digest)?;
         let stored = retry(&self.retry, &key, |attempt| {
             let key = key.clone();
@@ -366,7 +445,7 @@ impl ArtifactStore for GcsStore {
                 {
                     return Ok(false);
                 }
-                self.upload(&key, source).await?;
+                self.upload(&key, source, sent).await?;
                 Ok(true)
             }
         })
@@ -444,7 +523,7 @@ fn install_crypto_provider() {
 fn gcs_error(bucket: &str, key: &str, message: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
         path: format!("gs://{bucket}/{key}"),
-        source: std::io::Error::other(message.to_string()),
+        error: std::io::Error::other(message.to_string()),
     }
 }
 

@@ -5,6 +5,8 @@ use super::store::{
     validate_digest, ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader,
 };
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Blobs live in `<root>/blobs/<digest>.tar.gz`; `<root>/tmp` holds files
 /// being written, on the same file system so that `put` is a rename.
@@ -37,7 +39,12 @@ impl LocalStore {
 
 #[async_trait::async_trait]
 impl ArtifactStore for LocalStore {
-    async fn put(&self, digest: &str, source: &Path) -> Result<bool, StoreError> {
+    async fn put_counting(
+        &self,
+        digest: &str,
+        source: &Path,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<bool, StoreError> {
         let target = self.blob_path(digest)?;
         if tokio::fs::try_exists(&target).await.unwrap_or(false) {
             let _ = tokio::fs::remove_file(source).await;
@@ -56,6 +63,9 @@ impl ArtifactStore for LocalStore {
                 .await
                 .map_err(|error| StoreError::io(&target, error))?;
             let _ = tokio::fs::remove_file(source).await;
+        }
+        if let Ok(metadata) = tokio::fs::metadata(&target).await {
+            sent.store(metadata.len(), Ordering::Relaxed);
         }
         Ok(true)
     }

@@ -67,6 +67,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Builds the default schedule with the tries of `storage.attempts`.
+    pub fn for_config(config: &StorageConfig) -> Self {
+        let default = Self::default();
+        Self {
+            attempts: config.attempts.unwrap_or(default.attempts),
+            ..default
+        }
+    }
+
     /// Returns the wait after `failures` failed tries (1 or more).
     pub fn delay(&self, failures: u32) -> Duration {
         let factor = 2u32.saturating_pow(failures.saturating_sub(1));

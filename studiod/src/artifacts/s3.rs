@@ -17,6 +17,8 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use aws_sdk_s3::Client;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use studio_core::config::StorageConfig;
 
@@ -51,9 +53,9 @@ impl S3Store {
     /// to read objects of a bucket that is not the artifact store.
     pub async fn open_existing(config: &StorageConfig) -> Result<Self, StoreError> {
         Ok(Self {
-            client: client(config).await,
+            client: client(config).await?,
             bucket: config.bucket.clone().unwrap_or_default(),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::for_config(config),
         })
     }
 
@@ -66,7 +68,7 @@ impl S3Store {
     fn error(&self, key: &str, message: impl std::fmt::Display) -> StoreError {
         StoreError::Io {
             path: format!("s3://{}/{key}", self.bucket),
-            source: std::io::Error::other(message.to_string()),
+            error: std::io::Error::other(message.to_string()),
         }
     }
 
@@ -128,7 +130,14 @@ impl S3Store {
 
     /// Uploads `source` under `key` once, as one request or as a multipart
     /// upload; S3 checks the SHA-256 of every request body.
-    async fn upload(&self, key: &str, source: &Path, size: u64) -> Result<(), String> {
+    async fn upload(
+        &self,
+        key: &str,
+        source: &Path,
+        size: u64,
+        sent: &AtomicU64,
+    ) -> Result<(), String> {
+        sent.store(0, Ordering::Relaxed);
         if size <= MULTIPART_THRESHOLD {
             let body = ByteStream::from_path(source)
                 .await
@@ -142,6 +151,7 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|error| DisplayErrorContext(error).to_string())?;
+            sent.store(size, Ordering::Relaxed);
             return Ok(());
         }
         let created = self
@@ -157,7 +167,7 @@ impl S3Store {
             .upload_id()
             .ok_or("the server returned no multipart upload id")?
             .to_string();
-        let result = self.upload_parts(key, &upload_id, source, size).await;
+        let result = self.upload_parts(key, &upload_id, source, size, sent).await;
         if result.is_err() {
             // Best effort: a server that is down keeps the parts until its
             // lifecycle rules abort the upload.
@@ -182,6 +192,7 @@ impl S3Store {
         upload_id: &str,
         source: &Path,
         size: u64,
+        sent: &AtomicU64,
     ) -> Result<(), String> {
         let part_size = MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS));
         let count = size.div_ceil(part_size);
@@ -189,7 +200,13 @@ impl S3Store {
             .map(|index| {
                 let offset = index * part_size;
                 let length = part_size.min(size - offset);
-                self.upload_part(key, upload_id, source, index, offset, length)
+                async move {
+                    let part = self
+                        .upload_part(key, upload_id, source, index, offset, length)
+                        .await?;
+                    sent.fetch_add(length, Ordering::Relaxed);
+                    Ok::<_, String>(part)
+                }
             })
             .buffer_unordered(PART_CONCURRENCY)
             .try_collect()
@@ -395,7 +412,12 @@ impl S3Store {
 
 #[async_trait::async_trait]
 impl ArtifactStore for S3Store {
-    async fn put(&self, digest: &str, source: &Path) -> Result<bool, StoreError> {
+    async fn put_counting(
+        &self,
+        digest: &str,
+        source: &Path,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<bool, StoreError> {
         let key = blob_key(digest)?;
         let size = tokio::fs::metadata(source)
             .await
@@ -418,7 +440,7 @@ impl ArtifactStore for S3Store {
                 {
                     return Ok(false);
                 }
-                self.upload(&key, source, size).await?;
+                self.upload(&key, source, size, sent).await?;
                 Ok(true)
             }
         })
@@ -466,7 +488,10 @@ impl ArtifactStore for S3Store {
 /// (ring) HTTPS client that also speaks plain HTTP to local servers, and
 /// path-style addressing when an endpoint is given, which S3-compatible
 /// servers expect.
-async fn client(config: &StorageConfig) -> Client {
+/// Builds the S3 client of `config`, with credentials from the AWS chain.
+/// When the chain finds none, such as for a profile that is not defined,
+/// the error names the places credentials may come from.
+async fn client(config: &StorageConfig) -> Result<Client, StoreError> {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -492,6 +517,7 @@ async fn client(config: &StorageConfig) -> Client {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     let shared = loader.load().await;
+    check_credentials(&shared, config).await?;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared);
     if shared.region().is_none() {
         builder = builder.region(aws_config::Region::new("us-east-1"));
@@ -499,7 +525,34 @@ async fn client(config: &StorageConfig) -> Client {
     if let Some(endpoint) = &config.endpoint {
         builder = builder.endpoint_url(endpoint).force_path_style(true);
     }
-    Client::from_conf(builder.build())
+    Ok(Client::from_conf(builder.build()))
+}
+
+async fn check_credentials(
+    shared: &aws_config::SdkConfig,
+    config: &StorageConfig,
+) -> Result<(), StoreError> {
+    use aws_sdk_s3::config::ProvideCredentials as _;
+    let Some(provider) = shared.credentials_provider() else {
+        return Ok(());
+    };
+    let Err(error) = provider.provide_credentials().await else {
+        return Ok(());
+    };
+    let bucket = config.bucket.as_deref().unwrap_or_default();
+    let message = match &config.profile {
+        Some(profile) => format!(
+            "no AWS credentials for storage.profile '{profile}' ({error}): define [{profile}] in ~/.aws/credentials or [profile {profile}] in ~/.aws/config (or in the files that AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE name)"
+        ),
+        None => format!(
+            "no AWS credentials ({error}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name a profile of ~/.aws/config in storage.profile, or run on an instance with a role"
+        ),
+    };
+    tracing::error!(bucket, profile = ?config.profile, %error, "no AWS credentials for the S3 artifact store");
+    Err(StoreError::Io {
+        path: format!("s3://{bucket}"),
+        error: std::io::Error::other(message),
+    })
 }
 
 #[async_trait::async_trait]

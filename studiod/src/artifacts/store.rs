@@ -5,6 +5,8 @@
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -17,19 +19,17 @@ pub enum StoreError {
     NotFound(String),
     #[error("invalid blob digest {0:?}: expected 64 lowercase hex digits")]
     InvalidDigest(String),
-    #[error("artifact store at {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The message contains the error's, so the error is not chained as
+    /// a source as well, where `{:#}` would print it twice.
+    #[error("artifact store at {path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 impl StoreError {
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, error: std::io::Error) -> Self {
         StoreError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         }
     }
 }
@@ -52,7 +52,19 @@ pub trait ArtifactStore: Send + Sync {
     /// Stores the file at `source` under `digest`, which the caller computed
     /// while writing it. The store takes the file over (it may move or
     /// delete it). Returns false when the blob was already stored.
-    async fn put(&self, digest: &str, source: &Path) -> Result<bool, StoreError>;
+    async fn put(&self, digest: &str, source: &Path) -> Result<bool, StoreError> {
+        self.put_counting(digest, source, &Arc::default()).await
+    }
+
+    /// Stores a blob as [`put`](Self::put) does, keeping `sent` at the
+    /// bytes sent to the store so far for a progress display. A backend
+    /// that starts an upload over sets it back.
+    async fn put_counting(
+        &self,
+        digest: &str,
+        source: &Path,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<bool, StoreError>;
 
     /// Opens a blob for streaming.
     async fn get(&self, digest: &str) -> Result<BlobReader, StoreError>;
