@@ -236,6 +236,63 @@ pub struct Resources {
     pub gpu_mem_strict: Option<bool>,
 }
 
+impl Resources {
+    /// Checks the values: at least one CPU, and sizes that
+    /// [`parse_size`] reads.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cpus == Some(0) {
+            return Err(
+                "cpus is 0: an experiment needs at least 1 CPU (--cpus or resources_needed.cpus)"
+                    .into(),
+            );
+        }
+        for (name, value) in [
+            ("ram", &self.ram),
+            ("hdd", &self.hdd),
+            ("gpuMem", &self.gpu_mem),
+        ] {
+            if let Some(value) = value {
+                parse_size(value).map_err(|error| {
+                    format!("{name} {error} (--{name} or resources_needed.{name})")
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a size such as `3g`, `512M`, `1.5T`, `60GB` or `1024` (bytes)
+/// into bytes. Units are powers of 1024, as in StudioML configs.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let without_b = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (number, factor) = match without_b.chars().last() {
+        Some('k') => (&without_b[..without_b.len() - 1], 1u64 << 10),
+        Some('m') => (&without_b[..without_b.len() - 1], 1 << 20),
+        Some('g') => (&without_b[..without_b.len() - 1], 1 << 30),
+        Some('t') => (&without_b[..without_b.len() - 1], 1 << 40),
+        _ => (without_b, 1),
+    };
+    let invalid = || {
+        format!("{text:?} is not a size: use a number with an optional unit k, m, g or t, such as 512m or 3g")
+    };
+    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
+    if !value.is_finite() || value <= 0.0 {
+        return Err(format!(
+            "{text:?} is not a size: it must be more than 0, such as 512m or 3g"
+        ));
+    }
+    let bytes = value * factor as f64;
+    if bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is too large: sizes go up to 16 EiB"));
+    }
+    Ok(bytes as u64)
+}
+
 /// `server:`, Studio's own section: where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -359,7 +416,20 @@ impl Config {
             mapping.remove(&key);
         }
 
-        substitute_variables(&mut value, lookup);
+        let unset = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let tracking_lookup = |name: &str| {
+            let found = lookup(name);
+            if found.is_none() && !name.is_empty() {
+                unset.borrow_mut().insert(name.to_string());
+            }
+            found
+        };
+        substitute_variables(&mut value, &tracking_lookup);
+        for name in unset.into_inner() {
+            warnings.push(format!(
+                "{origin}: environment variable {name} is not set, so ${name} stays as written; set it, or write the value itself"
+            ));
+        }
         let config: Config = serde_path_to_error::deserialize(value)
             .map_err(|error| invalid(format!("key {}: {}", error.path(), error.inner())))?;
         config.validate().map_err(invalid)?;
@@ -380,6 +450,7 @@ impl Config {
                     .into(),
             );
         }
+        self.resources_needed.validate()?;
         if let Some(attempts) = self.storage.attempts {
             if !(1..=MAX_STORE_ATTEMPTS).contains(&attempts) {
                 return Err(format!(
@@ -648,7 +719,11 @@ optimizer:
             _ => None,
         };
         let text = "env:\n  A: $TEST_VAR/x\n  B: ${TEST_VAR}y\n  C: $UNKNOWN_VAR\ncloud:\n  list: [$TEST_VAR]\n";
-        let (config, _) = Config::parse(text, "c.yaml", &lookup).unwrap();
+        let (config, warnings) = Config::parse(text, "c.yaml", &lookup).unwrap();
+        assert_eq!(
+            warnings,
+            ["c.yaml: environment variable UNKNOWN_VAR is not set, so $UNKNOWN_VAR stays as written; set it, or write the value itself"]
+        );
         assert_eq!(config.env["A"], "value/x");
         assert_eq!(config.env["B"], "valuey");
         assert_eq!(config.env["C"], "$UNKNOWN_VAR");
@@ -676,5 +751,43 @@ optimizer:
         )
         .unwrap_err();
         assert!(error.to_string().contains("nope.yaml"));
+    }
+
+    #[test]
+    fn sizes_parse_in_powers_of_1024() {
+        let cases: [(&str, u64); 8] = [
+            ("1024", 1024),
+            ("3g", 3 << 30),
+            ("3G", 3 << 30),
+            ("60GB", 60 << 30),
+            ("512m", 512 << 20),
+            ("1.5t", 3 << 39),
+            ("8 GiB", 8 << 30),
+            ("4k", 4096),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected() {
+        for text in ["1z", "", "g", "-3g", "0", "3gg", "nan", "1e30t"] {
+            let error = parse_size(text).unwrap_err();
+            assert!(error.contains(&format!("{text:?}")), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_resources_name_the_key() {
+        let error = Config::parse("resources_needed:\n  ram: 1z\n", "c.yaml", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("resources_needed.ram"), "{error}");
+        assert!(error.contains("\"1z\""), "{error}");
+        let error = Config::parse("resources_needed:\n  cpus: 0\n", "c.yaml", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at least 1 CPU"), "{error}");
     }
 }

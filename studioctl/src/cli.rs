@@ -63,13 +63,13 @@ pub struct RunArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub gpus: Option<i32>,
     /// Memory the experiment needs, such as 3g.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub ram: Option<String>,
     /// Disk the experiment needs, such as 60g.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub hdd: Option<String>,
     /// GPU memory the experiment needs, such as 8g.
-    #[arg(long = "gpuMem")]
+    #[arg(long = "gpuMem", allow_hyphen_values = true)]
     pub gpu_mem: Option<String>,
     /// Number of GPUs (StudioML's older name for --gpus).
     #[arg(long = "gpuCount")]
@@ -78,13 +78,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub metric: Option<String>,
     /// Stop the experiment after this long: 90s, 15m, 1.5h, 2d.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub max_duration: Option<String>,
     /// Skip the experiment if it has not started within this long.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub lifetime: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when the experiment is stopped.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub stop_grace: Option<String>,
     /// Log level of the run: debug, info, warn, error or crit.
     #[arg(short = 'v', long, value_name = "LEVEL")]
@@ -199,7 +199,8 @@ pub enum ArtifactsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Unpack an artifact into DEST (default ./TAG), which must not exist.
+    /// Unpack an artifact into DEST (default ./TAG), which must not exist;
+    /// with DEST `-`, write its tar.gz to standard output instead.
     Get {
         key: String,
         tag: String,

@@ -646,10 +646,17 @@ impl Daemon {
             .experiment(key)
             .ok_or_else(|| ApiError::not_found(key))?;
         self.check_permission(&experiment, caller, "tag")?;
-        if let Some(name) = tags.keys().find(|name| name.is_empty() || name.len() > 200) {
-            return Err(ApiError::bad_request(format!(
-                "invalid tag name {name:?}: use 1 to 200 characters"
-            )));
+        for (name, value) in &tags {
+            if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid tag name {name:?}: use 1 to 200 characters, without control characters"
+                )));
+            }
+            if value.len() > MAX_TAG_VALUE_LENGTH || value.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value of tag {name:?}: use at most {MAX_TAG_VALUE_LENGTH} bytes, without control characters such as newlines"
+                )));
+            }
         }
         self.log.append(key, Event::TagsChanged { tags }).await?;
         self.experiment(key).ok_or_else(|| ApiError::not_found(key))
@@ -675,11 +682,27 @@ impl Daemon {
     }
 }
 
+/// Maximum length of a tag value, in bytes: room for a note, not a file.
+const MAX_TAG_VALUE_LENGTH: usize = 4096;
+
+/// Maximum length of a project name, in bytes.
+const MAX_PROJECT_LENGTH: usize = 200;
+
 pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(), ApiError> {
     if request.script.is_empty() {
         return Err(ApiError::bad_request(
             "no script given: pass a .py file or package::module",
         ));
+    }
+    if let Some(project) = &request.project {
+        if project.trim().is_empty()
+            || project.len() > MAX_PROJECT_LENGTH
+            || project.chars().any(char::is_control)
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid --project {project:?}: use 1 to {MAX_PROJECT_LENGTH} bytes, without control characters"
+            )));
+        }
     }
     if !request.cwd.is_dir() {
         return Err(ApiError::bad_request(format!(
@@ -700,6 +723,10 @@ pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(),
             request.python.display().to_string()
         )));
     }
+    request
+        .resources
+        .validate()
+        .map_err(|error| ApiError::bad_request(format!("invalid resources: {error}")))?;
     let limit = studio_core::duration::MAX_SECONDS;
     for (flag, value) in [
         ("--max-duration", request.max_duration),
@@ -711,6 +738,11 @@ pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(),
                 value.unwrap_or_default()
             )));
         }
+    }
+    if let Some(seconds) = request.stop_grace.filter(|seconds| *seconds < 0.0) {
+        return Err(ApiError::bad_request(format!(
+            "invalid --stop-grace {seconds}s: it must be 0 or more seconds"
+        )));
     }
     if let Some(seconds) = request.max_duration {
         if seconds <= 0.0 {

@@ -432,8 +432,13 @@ fn acknowledged_events_survive_daemon_kill() {
 #[test]
 fn daemon_status_and_stop() {
     let studio = Studio::new();
-    let status = studio.ok(&["daemon", "status"]);
-    assert!(status.contains("not running"), "{status}");
+    let status = studio.studio(&["daemon", "status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("not running"),
+        "{}",
+        stdout(&status)
+    );
     studio.ok(&["daemon", "start"]);
     let status = studio.ok(&["daemon", "status"]);
     assert!(status.contains("running, pid"), "{status}");
@@ -482,7 +487,7 @@ fn bad_input_is_rejected_before_anything_changes() {
     let studio = Studio::new();
     studio.write("ok.py", "print('ok')\n");
     studio.write("bad.yaml", "resources_needed:\n  cpus: many\n");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["run", "missing.py"], "script missing.py not found"),
         (&["run", "--bogus", "ok.py"], "--bogus"),
         (
@@ -500,6 +505,17 @@ fn bad_input_is_rejected_before_anything_changes() {
         (
             &["run", "--queue", "sqs_q", "ok.py"],
             "--queue is not supported yet",
+        ),
+        (&["run", "--ram", "1z", "ok.py"], "ram \"1z\" is not a size"),
+        (&["run", "--cpus", "0", "ok.py"], "at least 1 CPU"),
+        (&["run", "--gpuMem", "-8g", "ok.py"], "gpuMem \"-8g\""),
+        (
+            &["run", "--max-duration", "-5s", "ok.py"],
+            "invalid --max-duration \"-5s\": it must be more than 0",
+        ),
+        (
+            &["run", "--stop-grace", "-1s", "ok.py"],
+            "invalid --stop-grace \"-1s\": it must be 0 or more seconds",
         ),
     ];
     for (args, expected) in cases {
@@ -531,4 +547,29 @@ fn bad_input_is_rejected_before_anything_changes() {
         stderr(&again)
     );
     assert_eq!(studio.ok(&["logs", "same"]), "ok\n");
+
+    let unnamed = studio.studio(&["run", "--project", "", "ok.py"]);
+    assert_eq!(unnamed.status.code(), Some(2), "{}", stderr(&unnamed));
+    assert!(
+        stderr(&unnamed).contains("invalid --project \"\""),
+        "{}",
+        stderr(&unnamed)
+    );
+    let escape = studio.studio(&["runs", "tag", "same", "note=\u{1b}[31mred"]);
+    assert_eq!(escape.status.code(), Some(2), "{}", stderr(&escape));
+    assert!(
+        stderr(&escape).contains("without control characters"),
+        "{}",
+        stderr(&escape)
+    );
+    let long = format!("note={}", "x".repeat(5000));
+    let too_long = studio.studio(&["runs", "tag", "same", &long]);
+    assert!(
+        stderr(&too_long).contains("at most 4096 bytes"),
+        "{}",
+        stderr(&too_long)
+    );
+    assert!(studio.experiment("same")["tags"]
+        .as_object()
+        .is_none_or(|tags| tags.is_empty()));
 }

@@ -20,13 +20,18 @@ pub async fn daemon(client: &Client, command: DaemonCommand) -> anyhow::Result<(
     }
 }
 
+/// Exit code of `studio daemon status` when studiod is not running.
+const NOT_RUNNING_EXIT_CODE: i32 = 3;
+
 async fn status(client: &Client) -> anyhow::Result<()> {
     if client.connect_existing().await.is_none() {
         println!(
             "studiod is not running (socket {}); any studio command starts it",
             client.paths.socket.display()
         );
-        return Ok(());
+        // 3 is the status of a program that is not running in the LSB init
+        // script conventions, which `systemctl status` follows too.
+        std::process::exit(NOT_RUNNING_EXIT_CODE);
     }
     let info: DaemonInfo = client
         .json(Method::GET, "/api/v1/daemon", None::<&()>)

@@ -226,6 +226,14 @@ fn build_request(
         .transpose()
         .context("--stop-grace")?
         .or(Some(config.stop_grace));
+    if stop_grace.is_some_and(|seconds| seconds < 0.0) {
+        bail!(
+            "invalid --stop-grace {:?}: it must be 0 or more seconds",
+            args.stop_grace.as_deref().unwrap_or("")
+        );
+    }
+    let resources = resources(&config.resources_needed, args);
+    resources.validate().map_err(anyhow::Error::msg)?;
     if let Some(metric) = &args.metric {
         validate_metric(metric)?;
     }
@@ -241,7 +249,7 @@ fn build_request(
         python,
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
         config_env: config.env.clone(),
-        resources: resources(&config.resources_needed, args),
+        resources,
         max_duration,
         lifetime,
         metric: args.metric.clone(),
