@@ -146,6 +146,21 @@ fn default_artifacts_are_stored() {
         std::fs::read_to_string(destination.join("output")).unwrap(),
         "hello\n"
     );
+
+    // DEST `-` writes the stored tar.gz itself to standard output.
+    let streamed = studio.studio(&["artifacts", "get", "defaults", "output", "-"]);
+    assert!(streamed.status.success(), "{}", stderr(&streamed));
+    assert_eq!(&streamed.stdout[..2], [0x1f, 0x8b], "not gzip");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&streamed.stdout);
+    let digest: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    assert_eq!(
+        experiment["artifacts"]["output"]["digest"], digest,
+        "the bytes are not the stored blob"
+    );
+    assert!(
+        !studio.work().join("-").exists(),
+        "a directory '-' was created"
+    );
 }
 
 #[test]

@@ -52,7 +52,13 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
     use http_body_util::BodyExt;
     use std::io::Write;
     let dest = dest.unwrap_or_else(|| PathBuf::from(tag));
-    if std::fs::symlink_metadata(&dest).is_ok() {
+    let to_stdout = dest.as_os_str() == "-";
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!(
+            "standard output is a terminal: redirect the tar.gz of {key}/{tag} to a file or a pipe, as in `studio artifacts get {key} {tag} - | tar tz`"
+        );
+    }
+    if !to_stdout && std::fs::symlink_metadata(&dest).is_ok() {
         bail!(
             "{} already exists: choose a destination that does not exist yet",
             dest.display()
@@ -80,6 +86,19 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
         return Err(crate::client::api_error(status, &bytes).into());
     }
 
+    if to_stdout {
+        let mut stdout = std::io::stdout().lock();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.with_context(|| incomplete_download(key, tag))?;
+            if let Some(data) = frame.data_ref() {
+                stdout.write_all(data)?;
+            }
+        }
+        stdout.flush()?;
+        return Ok(());
+    }
+
     let parent = dest
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -97,11 +116,7 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
     let mut received = 0u64;
     let mut last_report = std::time::Instant::now();
     while let Some(frame) = body.frame().await {
-        let frame = frame.with_context(|| {
-            format!(
-                "download of {key}/{tag} stopped before its end: the stored blob may be corrupt or studiod stopped; see the studiod log"
-            )
-        })?;
+        let frame = frame.with_context(|| incomplete_download(key, tag))?;
         if let Some(data) = frame.data_ref() {
             temp.write_all(data)?;
             received += data.len() as u64;
@@ -123,11 +138,18 @@ async fn get(client: &Client, key: &str, tag: &str, dest: Option<PathBuf>) -> an
 
     let reader = std::fs::File::open(temp.path())?;
     let files = studiod::artifacts::unpack::unpack(reader, &dest)?;
+    let noun = if files == 1 { "file" } else { "files" };
     eprintln!(
-        "studio: unpacked {files} files of {key}/{tag} into {}",
+        "studio: unpacked {files} {noun} of {key}/{tag} into {}",
         dest.display()
     );
     Ok(())
+}
+
+fn incomplete_download(key: &str, tag: &str) -> String {
+    format!(
+        "download of {key}/{tag} stopped before its end: the stored blob may be corrupt or studiod stopped; see the studiod log"
+    )
 }
 
 /// Turns the artifact flags of `studio run` into requests, rejecting a
