@@ -351,8 +351,8 @@ impl Daemon {
     /// Frees the blobs of a deleted experiment that no other experiment
     /// references.
     pub(crate) async fn free_blobs(&self, key: &str, digests: Vec<String>) {
-        let _guard = self.artifacts.blob_lock.lock().await;
         for digest in digests {
+            let _guard = self.artifacts.blob_locks.lock(&digest).await;
             if self.read_projection().blobs.is_referenced(&digest) {
                 continue;
             }
@@ -455,7 +455,7 @@ impl Daemon {
             .join(format!("{fingerprint}.json"));
 
         if let Some(cached) = read_cached(&cache_file) {
-            let _guard = self.artifacts.blob_lock.lock().await;
+            let _guard = self.artifacts.blob_locks.lock(&cached.digest).await;
             if self
                 .artifacts
                 .store
@@ -483,7 +483,7 @@ impl Daemon {
         };
         counters.to_send.store(packed.size, Ordering::Relaxed);
         {
-            let _guard = self.artifacts.blob_lock.lock().await;
+            let _guard = self.artifacts.blob_locks.lock(&packed.digest).await;
             let added = self
                 .artifacts
                 .store
@@ -507,7 +507,7 @@ impl Daemon {
     }
 
     /// Appends `ArtifactStored` unless the tag's last version has the same
-    /// digest. Called with the blob lock held.
+    /// digest. Called with the lock of the blob's digest held.
     async fn record(&self, key: &str, planned: &Planned, blob: StoredBlob) -> Result<(), String> {
         let unchanged = self
             .experiment(key)

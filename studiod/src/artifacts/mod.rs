@@ -38,10 +38,10 @@ pub struct Artifacts {
     pub blob_cache: PathBuf,
     /// Fingerprint of a source (names, sizes, times) to its packed result.
     pub(crate) fingerprints: PathBuf,
-    /// Held while a blob is stored and recorded, and while blobs are
+    /// Held for a blob while it is stored and recorded, and while it is
     /// checked and freed, so a blob is never freed between the two steps
     /// of another experiment storing it.
-    pub(crate) blob_lock: tokio::sync::Mutex<()>,
+    pub(crate) blob_locks: BlobLocks,
     pub(crate) sessions: Mutex<HashMap<String, Arc<capture::Session>>>,
 }
 
@@ -72,9 +72,40 @@ impl Artifacts {
             staging,
             blob_cache: paths.blob_cache(),
             fingerprints,
-            blob_lock: tokio::sync::Mutex::new(()),
+            blob_locks: BlobLocks::default(),
             sessions: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+/// Locks by blob digest, striped: blobs with different digests almost
+/// always get different locks, so their uploads run in parallel.
+pub(crate) struct BlobLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for BlobLocks {
+    fn default() -> Self {
+        Self {
+            stripes: (0..BLOB_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+}
+
+/// Number of locks that [`BlobLocks`] spreads the digests over.
+const BLOB_LOCK_STRIPES: usize = 64;
+
+impl BlobLocks {
+    /// Waits for the lock of `digest`, a SHA-256 in hex.
+    pub(crate) async fn lock(&self, digest: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = digest
+            .get(..2)
+            .and_then(|prefix| usize::from_str_radix(prefix, 16).ok())
+            .unwrap_or(0)
+            % self.stripes.len();
+        self.stripes[stripe].lock().await
     }
 }
 
@@ -93,5 +124,30 @@ pub fn validate_tag(tag: &str) -> Result<(), String> {
         Err(format!(
             "invalid artifact tag {tag:?}: use 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlobLocks;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn blob_locks_block_the_same_digest_only() {
+        let locks = BlobLocks::default();
+        let first = "00".repeat(32);
+        let other = "01".repeat(32);
+        let _held = locks.lock(&first).await;
+        let wait = Duration::from_millis(100);
+        assert!(
+            tokio::time::timeout(wait, locks.lock(&other)).await.is_ok(),
+            "another digest must not wait"
+        );
+        assert!(
+            tokio::time::timeout(wait, locks.lock(&first))
+                .await
+                .is_err(),
+            "the same digest must wait"
+        );
     }
 }
