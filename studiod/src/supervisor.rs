@@ -9,7 +9,10 @@
 //!
 //! SIGTERM, SIGINT or SIGHUP to the supervisor stop the experiment: SIGTERM
 //! to its process group, then SIGKILL after the grace period. The same
-//! happens when `max_duration` passes.
+//! happens when `max_duration` passes, and to the processes that the script
+//! leaves in its group when it exits (data loader workers, servers), so
+//! none of them outlives the experiment. A process that left the group
+//! (`setsid`, `setpgid`) is not ended.
 
 use crate::process;
 use serde::{Deserialize, Serialize};
@@ -217,6 +220,8 @@ fn supervise(spec: &Spec, run_dir: &Path, stop_signal: &AtomicBool) -> Exit {
         }
     };
 
+    end_leftover_processes(pid, spec.stop_grace);
+
     let (exit_code, signal, wait_error) = match status {
         Ok(status) => (status.code(), status.signal(), None),
         Err(error) => (
@@ -289,6 +294,31 @@ fn command(spec: &Spec, output: File) -> Command {
         command.uid(uid).gid(gid);
     }
     command
+}
+
+/// Ends the processes still in the script's process group after the script
+/// exited: SIGTERM, then SIGKILL when they outlast `stop_grace` seconds.
+fn end_leftover_processes(group: u32, stop_grace: f64) {
+    let Ok(raw) = i32::try_from(group) else {
+        return;
+    };
+    let group_id = nix::unistd::Pid::from_raw(raw);
+    // Signal 0 only checks that the group still has a member.
+    let alive = || nix::sys::signal::killpg(group_id, None).is_ok();
+    if !alive() {
+        return;
+    }
+    eprintln!("studiod supervise: the script left processes in group {group}; sending SIGTERM");
+    signal_group(group, nix::sys::signal::Signal::SIGTERM);
+    let kill_at = Instant::now() + seconds_to_duration(stop_grace);
+    while alive() {
+        if Instant::now() >= kill_at {
+            eprintln!("studiod supervise: processes of group {group} outlasted the grace period; sending SIGKILL");
+            signal_group(group, nix::sys::signal::Signal::SIGKILL);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn signal_group(pid: u32, signal: nix::sys::signal::Signal) {

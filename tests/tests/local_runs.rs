@@ -238,6 +238,33 @@ fn stop_ends_a_sleeping_script() {
 }
 
 #[test]
+fn processes_left_by_the_script_are_ended() {
+    let studio = Studio::new();
+    // One child ends on SIGTERM; the other ignores it and needs SIGKILL.
+    studio.write(
+        "spawn.py",
+        "import subprocess\n\
+polite = subprocess.Popen(['sleep', '600'])\n\
+stubborn = subprocess.Popen(['python3', '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open(\"ready\", \"w\").close(); time.sleep(600)'])\n\
+import os, time\n\
+while not os.path.exists('ready'):\n    time.sleep(0.05)\n\
+open('pids', 'w').write(f'{polite.pid} {stubborn.pid}')\n\
+print('spawned')\n",
+    );
+    let output = studio.studio(&["run", "--stop-grace", "1s", "-e", "spawner", "spawn.py"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(studio.experiment("spawner")["status"], "finished");
+    assert_eq!(studio.experiment("spawner")["exit_code"], 0);
+    let pids = std::fs::read_to_string(studio.work().join("pids")).unwrap();
+    for pid in pids.split_whitespace() {
+        let pid: u32 = pid.parse().unwrap();
+        wait_until(&format!("process {pid} to end"), || {
+            studiod::process::start_time(pid).is_none()
+        });
+    }
+}
+
+#[test]
 fn kill_of_a_running_experiment_stops_and_deletes_it() {
     let studio = Studio::new();
     studio.write("sleep.py", "import time\ntime.sleep(600)\n");
