@@ -19,8 +19,13 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== Chromium and chromedriver for the dashboard's browser tests"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    # Debian's packages; a user other than root needs sudo for them.
+    as_root=()
+    if [ "$(id -u)" -ne 0 ]; then
+        as_root=(sudo)
+    fi
+    "${as_root[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 echo "== cargo fmt --check"

@@ -328,7 +328,11 @@ impl Experiment {
 
     /// Returns the command line as the user would type it without Studio.
     pub fn command_line(&self) -> String {
-        let mut parts = vec!["python".to_string()];
+        let interpreter = self
+            .python
+            .file_name()
+            .map_or("python".into(), |name| name.to_string_lossy().into_owned());
+        let mut parts = vec![interpreter];
         if self.module {
             parts.push("-m".into());
             parts.push(self.script.replace("::", "."));

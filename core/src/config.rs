@@ -173,11 +173,6 @@ pub enum StorageKind {
 }
 
 impl StorageConfig {
-    /// Whether `type` names a backend Studio has.
-    pub fn known_kind(&self) -> bool {
-        matches!(self.kind.as_str(), "local" | "" | "s3" | "gcs" | "gcloud")
-    }
-
     /// Returns the backend of `type`, with the error to show for an
     /// unknown type or a cloud type without a bucket.
     pub fn backend(&self) -> Result<StorageKind, String> {
@@ -328,7 +323,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {message}; fix the value, or remove the key to use its default")]
+    /// `message` ends with what to do about it.
+    #[error("invalid config file {path}: {message}")]
     Invalid { path: String, message: String },
 }
 
@@ -381,14 +377,14 @@ impl Config {
             path: origin.to_string(),
             message,
         };
-        let mut value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|error| invalid(error.to_string()))?;
+        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|error| invalid(format!("{error}; fix the YAML syntax there")))?;
         if value.is_null() {
             return Ok((Config::default(), Vec::new()));
         }
         let Some(mapping) = value.as_mapping_mut() else {
             return Err(invalid(
-                "the top level must be a mapping of keys to values".into(),
+                "the top level must be a mapping of keys to values; write one `key: value` per line, as in config/default.yaml".into(),
             ));
         };
 
@@ -396,7 +392,9 @@ impl Config {
         let mut ignored = Vec::new();
         for key in mapping.keys() {
             let Some(name) = key.as_str() else {
-                return Err(invalid(format!("key {key:?} is not a string")));
+                return Err(invalid(format!(
+                    "key {key:?} is not a string; name the keys as in config/default.yaml"
+                )));
             };
             if SUPPORTED_KEYS.contains(&name) {
                 continue;
@@ -430,9 +428,18 @@ impl Config {
                 "{origin}: environment variable {name} is not set, so ${name} stays as written; set it, or write the value itself"
             ));
         }
-        let config: Config = serde_path_to_error::deserialize(value)
-            .map_err(|error| invalid(format!("key {}: {}", error.path(), error.inner())))?;
-        config.validate().map_err(invalid)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
+            invalid(format!(
+                "key {}: {}; fix the value, or remove the key to use its default",
+                error.path(),
+                error.inner()
+            ))
+        })?;
+        config.validate().map_err(|message| {
+            invalid(format!(
+                "{message}; fix the value, or remove the key to use its default"
+            ))
+        })?;
         warnings.extend(config.unsupported_settings(origin));
         Ok((config, warnings))
     }
@@ -444,11 +451,15 @@ impl Config {
                 self.stop_grace
             ));
         }
-        if self.save_workspace_frequency <= 0.0 || self.save_metrics_frequency <= 0.0 {
-            return Err(
-                "saveWorkspaceFrequency and saveMetricsFrequency must be more than 0 seconds"
-                    .into(),
-            );
+        for (key, seconds) in [
+            ("saveWorkspaceFrequency", self.save_workspace_frequency),
+            ("saveMetricsFrequency", self.save_metrics_frequency),
+        ] {
+            if seconds <= 0.0 {
+                return Err(format!(
+                    "{key} is {seconds}s, it must be more than 0 seconds"
+                ));
+            }
         }
         self.resources_needed.validate()?;
         if let Some(attempts) = self.storage.attempts {
@@ -458,13 +469,9 @@ impl Config {
                 ));
             }
         }
-        if let Err(error) = self.storage.backend() {
-            // Unknown types only warn (see `unsupported_settings`), as
-            // StudioML files may name types Studio does not have.
-            if self.storage.known_kind() {
-                return Err(error);
-            }
-        }
+        // An unknown type is an error rather than a fallback to the local
+        // store, so a misspelt bucket type cannot keep artifacts on one host.
+        self.storage.backend()?;
         if self.server.http != "off" && self.server.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "server.http is {:?}, expected an address such as 127.0.0.1:5000, or off",
@@ -482,10 +489,14 @@ impl Config {
                 self.database.kind
             ));
         }
-        if !self.storage.known_kind() {
+        if let Some(queue) = self.queue.as_deref().filter(|queue| !queue.is_empty()) {
             warnings.push(format!(
-                "{origin}: storage type '{}' is not supported; artifacts are kept in the local store (types: local, s3, gcs)",
-                self.storage.kind
+                "{origin}: queue '{queue}' is not used yet: experiments run on this host unless --queue local is given"
+            ));
+        }
+        if !self.cloud.is_null() {
+            warnings.push(format!(
+                "{origin}: the cloud section is not used yet: experiments run on this host"
             ));
         }
         warnings
@@ -657,14 +668,29 @@ optimizer:
     }
 
     #[test]
-    fn unknown_storage_type_warns() {
-        let (config, warnings) =
-            Config::parse("storage:\n  type: ftp\n", "c.yaml", &no_env).unwrap();
+    fn unknown_storage_type_is_an_error() {
+        let error = Config::parse("storage:\n  type: ftp\n", "c.yaml", &no_env)
+            .unwrap_err()
+            .to_string();
         assert!(
-            warnings.join("\n").contains("storage type 'ftp'"),
+            error.contains("storage type 'ftp' is not supported: use local, s3 or gcs"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unused_queue_and_cloud_warn() {
+        let text = "queue: sqs_jobs\ncloud:\n  type: ec2\n";
+        let (_, warnings) = Config::parse(text, "c.yaml", &no_env).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("queue 'sqs_jobs' is not used yet"),
             "{warnings:?}"
         );
-        assert!(config.storage.backend().is_err());
+        assert!(
+            warnings[1].contains("cloud section is not used yet"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -83,10 +83,11 @@ pub struct RunArgs {
     /// Skip the experiment if it has not started within this long.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub lifetime: Option<String>,
-    /// Seconds between SIGTERM and SIGKILL when the experiment is stopped.
+    /// Time between SIGTERM and SIGKILL when the experiment is stopped: 10s, 1m.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub stop_grace: Option<String>,
-    /// Log level of the run: debug, info, warn, error or crit.
+    /// Accepted for StudioML compatibility: debug, info, warn, error or crit.
+    /// Studio's messages do not depend on it.
     #[arg(short = 'v', long, value_name = "LEVEL")]
     pub verbose: Option<String>,
     /// Queue to submit to instead of running here.

@@ -69,6 +69,13 @@ impl Client {
     /// Starts `<this binary> daemon run` in the background, with its log in
     /// `~/.studioml/logs/studiod.log`, and waits for its socket.
     pub async fn start_daemon(&self) -> anyhow::Result<()> {
+        // A daemon whose config does not load would exit at once; the
+        // config's error is clearer here than in the daemon's log.
+        studio_core::config::Config::load(
+            self.config.as_deref(),
+            &self.paths.config_file(),
+            |name| std::env::var(name).ok(),
+        )?;
         let log_path = self.paths.daemon_log();
         if let Some(directory) = log_path.parent() {
             std::fs::create_dir_all(directory)

@@ -74,6 +74,30 @@ pub fn table(experiments: &[Experiment], now: f64) -> String {
     text
 }
 
+/// Lists the resources an experiment asked for, such as `cpus 2, ram 3g`.
+fn resources_text(resources: &studio_core::config::Resources) -> String {
+    let mut parts = Vec::new();
+    if let Some(cpus) = resources.cpus {
+        parts.push(format!("cpus {cpus}"));
+    }
+    if let Some(gpus) = resources
+        .gpus
+        .or(resources.gpu_count.map(|count| count as i32))
+    {
+        parts.push(format!("gpus {gpus}"));
+    }
+    for (name, value) in [
+        ("ram", &resources.ram),
+        ("hdd", &resources.hdd),
+        ("gpuMem", &resources.gpu_mem),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{name} {value}"));
+        }
+    }
+    parts.join(", ")
+}
+
 /// Formats the whole record of one experiment, one field a line.
 pub fn record(experiment: &Experiment, now: f64) -> String {
     let mut lines = Vec::new();
@@ -137,6 +161,19 @@ pub fn record(experiment: &Experiment, now: f64) -> String {
     }
     if let Some(seconds) = experiment.max_duration {
         field("max time", format_seconds(seconds));
+    }
+    if let Some(seconds) = experiment.lifetime {
+        field("lifetime", format_seconds(seconds));
+    }
+    for (name, value) in &experiment.hyperparameters {
+        field("hyperparam", format!("{name}={value}"));
+    }
+    let resources = resources_text(&experiment.resources);
+    if !resources.is_empty() {
+        field("resources", resources);
+    }
+    for error in &experiment.artifact_errors {
+        field("not stored", error.clone());
     }
     if let Some(by) = &experiment.stopped_by {
         field("stopped by", by.clone());

@@ -710,6 +710,24 @@ pub(crate) fn validate_request(request: &RunRequest, module: bool) -> Result<(),
             request.cwd.display()
         )));
     }
+    if module {
+        let valid = request.script.split("::").all(|part| {
+            !part.is_empty()
+                && part.split('.').all(|name| {
+                    !name.is_empty()
+                        && !name.starts_with(|character: char| character.is_ascii_digit())
+                        && name
+                            .chars()
+                            .all(|character| character.is_alphanumeric() || character == '_')
+                })
+        });
+        if !valid {
+            return Err(ApiError::bad_request(format!(
+                "invalid module {:?}: name it as package::module, as in mypkg::train",
+                request.script
+            )));
+        }
+    }
     if !module && !request.cwd.join(&request.script).is_file() {
         return Err(ApiError::bad_request(format!(
             "script {} not found in {}: check the path",

@@ -114,6 +114,18 @@ fn grid_of_nine_runs_two_at_a_time() {
     let first_row = table.lines().nth(1).expect("a row");
     assert!(first_row.contains("score=33.0000"), "{table}");
 
+    // `runs show` prints the values that the experiment ran with.
+    let shown = run_ok(
+        &studio,
+        &["runs", "show", experiments[8]["key"].as_str().expect("key")],
+    );
+    assert!(shown.contains("hyperparam: a=1\n"), "{shown}");
+    assert!(shown.contains("hyperparam: b=1\n"), "{shown}");
+    assert!(
+        shown.contains("resources:  cpus 2, gpus 0, ram 3g, hdd 60g\n"),
+        "{shown}"
+    );
+
     // Each experiment ran in its own workspace with its values substituted.
     let workspace = Path::new(experiments[8]["cwd"].as_str().expect("cwd"));
     let script = std::fs::read_to_string(workspace.join("search.py")).expect("script");

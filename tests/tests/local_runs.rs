@@ -238,6 +238,33 @@ fn stop_ends_a_sleeping_script() {
 }
 
 #[test]
+fn broken_config_stops_any_command_first() {
+    let studio = Studio::new();
+    std::fs::create_dir_all(studio.studio_home()).unwrap();
+    let cases = [
+        ("database: {type: local\n", "fix the YAML syntax there"),
+        ("- 1\n- 2\n", "write one `key: value` per line"),
+        (
+            "saveWorkspaceFrequency: -1\n",
+            "saveWorkspaceFrequency is -1s, it must be more than 0 seconds",
+        ),
+        (
+            "storage:\n  type: ftp\n",
+            "storage type 'ftp' is not supported",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(studio.studio_home().join("config.yaml"), text).unwrap();
+        let output = studio.studio(&["runs", "list"]);
+        assert_eq!(output.status.code(), Some(2), "{text}: {}", stderr(&output));
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{text}: {message}");
+        assert!(message.contains(expected), "{text}: {message}");
+        assert!(studio.daemon_pid().is_none(), "{text}: a daemon started");
+    }
+}
+
+#[test]
 fn processes_left_by_the_script_are_ended() {
     let studio = Studio::new();
     // One child ends on SIGTERM; the other ignores it and needs SIGKILL.
@@ -514,7 +541,7 @@ fn bad_input_is_rejected_before_anything_changes() {
     let studio = Studio::new();
     studio.write("ok.py", "print('ok')\n");
     studio.write("bad.yaml", "resources_needed:\n  cpus: many\n");
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["run", "missing.py"], "script missing.py not found"),
         (&["run", "--bogus", "ok.py"], "--bogus"),
         (
@@ -535,6 +562,10 @@ fn bad_input_is_rejected_before_anything_changes() {
         ),
         (&["run", "--ram", "1z", "ok.py"], "ram \"1z\" is not a size"),
         (&["run", "--cpus", "0", "ok.py"], "at least 1 CPU"),
+        (
+            &["run", "-v", "loud", "ok.py"],
+            "invalid --verbose \"loud\"",
+        ),
         (&["run", "--gpuMem", "-8g", "ok.py"], "gpuMem \"-8g\""),
         (
             &["run", "--max-duration", "-5s", "ok.py"],
@@ -574,6 +605,16 @@ fn bad_input_is_rejected_before_anything_changes() {
         stderr(&again)
     );
     assert_eq!(studio.ok(&["logs", "same"]), "ok\n");
+
+    for module in ["pkg::", "::train", "a::b c"] {
+        let rejected = studio.studio(&["run", module]);
+        assert_eq!(rejected.status.code(), Some(2), "{}", stderr(&rejected));
+        assert!(
+            stderr(&rejected).contains(&format!("invalid module {module:?}")),
+            "{}",
+            stderr(&rejected)
+        );
+    }
 
     let unnamed = studio.studio(&["run", "--project", "", "ok.py"]);
     assert_eq!(unnamed.status.code(), Some(2), "{}", stderr(&unnamed));

@@ -43,12 +43,12 @@ async fn status(client: &Client) -> anyhow::Result<()> {
     );
     println!("home:        {}", info.home.display());
     println!("socket:      {}", info.socket.display());
-    println!(
-        "http:        {}",
-        info.http
-            .as_deref()
-            .map_or("off".into(), |address| format!("http://{address}/"))
-    );
+    let http = match (&info.http, &info.http_error) {
+        (Some(address), _) => format!("http://{address}/"),
+        (None, Some(error)) => format!("not served: {error}"),
+        (None, None) => "off".into(),
+    };
+    println!("http:        {http}");
     println!(
         "experiments: {} ({} running)",
         info.experiments, info.running

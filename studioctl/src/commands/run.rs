@@ -158,6 +158,14 @@ fn reject_unsupported(args: &RunArgs) -> anyhow::Result<()> {
     if args.branch.is_some() {
         bail!("--branch is not supported yet by this version of Studio; run without it");
     }
+    if let Some(level) = &args.verbose {
+        let known = [
+            "debug", "info", "warn", "warning", "error", "crit", "critical",
+        ];
+        if !known.contains(&level.to_ascii_lowercase().as_str()) {
+            bail!("invalid --verbose {level:?}: use debug, info, warn, error or crit");
+        }
+    }
     Ok(())
 }
 

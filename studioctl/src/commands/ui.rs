@@ -7,6 +7,12 @@ use hyper::Method;
 use studio_core::api::DaemonInfo;
 
 pub async fn ui(client: &Client, args: &UiArgs) -> anyhow::Result<()> {
+    if args.port.is_some() || args.host.is_some() {
+        eprintln!(
+            "studio: warning: --port and --host are ignored: studiod serves the dashboard at server.http of {} (or STUDIOML_HTTP)",
+            client.paths.config_file().display()
+        );
+    }
     let info: DaemonInfo = client
         .json(Method::GET, "/api/v1/daemon", None::<&()>)
         .await?;
