@@ -747,9 +747,11 @@ optimizer:
         let text = "env:\n  A: $TEST_VAR/x\n  B: ${TEST_VAR}y\n  C: $UNKNOWN_VAR\ncloud:\n  list: [$TEST_VAR]\n";
         let (config, warnings) = Config::parse(text, "c.yaml", &lookup).unwrap();
         assert_eq!(
-            warnings,
-            ["c.yaml: environment variable UNKNOWN_VAR is not set, so $UNKNOWN_VAR stays as written; set it, or write the value itself"]
+            warnings[0],
+            "c.yaml: environment variable UNKNOWN_VAR is not set, so $UNKNOWN_VAR stays as written; set it, or write the value itself"
         );
+        // The second warning is that the cloud section is not used yet.
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert_eq!(config.env["A"], "value/x");
         assert_eq!(config.env["B"], "valuey");
         assert_eq!(config.env["C"], "$UNKNOWN_VAR");
