@@ -89,7 +89,7 @@ fn train_linreg_runs_and_is_recorded() {
     let shown = studio.ok(&["runs", "show", &key]);
     assert!(shown.contains("status:     finished"), "{shown}");
     assert!(
-        shown.contains("command:    python examples/general/train_linreg.py"),
+        shown.contains("command:    python3 examples/general/train_linreg.py"),
         "{shown}"
     );
     assert!(!shown.contains("secret"), "{shown}");
