@@ -20,6 +20,26 @@ fn project_experiments(studio: &Studio, project: &str) -> Vec<Value> {
     serde_json::from_str(&text).expect("list JSON")
 }
 
+/// Lists every path under `root`, or nothing when it does not exist.
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
+}
+
 fn metric_values(experiments: &[Value]) -> Vec<f64> {
     experiments
         .iter()
@@ -125,6 +145,15 @@ fn grid_of_nine_runs_two_at_a_time() {
         shown.contains("resources:  cpus 2, gpus 0, ram 3g, hdd 60g\n"),
         "{shown}"
     );
+
+    // A grid search leaves nothing of its own behind once it ended (the
+    // daemon cleans up just after the last experiment's end is recorded).
+    let searches = studio.studio_home().join("searches");
+    let mut leftovers = Vec::new();
+    studio_tests::wait_until("the search's directory to be removed", || {
+        leftovers = walk(&searches);
+        leftovers.is_empty()
+    });
 
     // Each experiment ran in its own workspace with its values substituted.
     let workspace = Path::new(experiments[8]["cwd"].as_str().expect("cwd"));

@@ -142,6 +142,8 @@ impl Daemon {
         if let Err(error) = std::fs::remove_dir_all(state.directory.join("base")) {
             tracing::warn!(search = state.id, %error, "cannot remove the search's workspace copy");
         }
+        // Removed only when empty: a plugin optimizer may have left files.
+        let _ = std::fs::remove_dir(&state.directory);
         state.done.store(true, Ordering::SeqCst);
         tracing::info!(search = state.id, experiments = keys.len(), "search ended");
     }
