@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// What to run; written by studiod with mode 0600 because `env` may hold
-/// secrets.
+/// secrets, and deleted by the supervisor as soon as it has read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
     pub key: String,
@@ -118,6 +118,11 @@ pub fn main(run_dir: &Path) -> i32 {
             return 2;
         }
     };
+    // The spec holds the user's environment, secrets included, and nothing
+    // reads it after this point, so it does not stay on disk.
+    if let Err(error) = fs::remove_file(run_dir.join(SPEC_FILE)) {
+        eprintln!("studiod supervise: cannot remove {SPEC_FILE}: {error}");
+    }
 
     let stop_signal = Arc::new(AtomicBool::new(false));
     for signal in [

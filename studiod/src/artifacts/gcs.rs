@@ -70,6 +70,9 @@ impl GcsStore {
 
     /// Connects without checking or creating the bucket.
     pub async fn open_existing(config: &StorageConfig) -> Result<Self, StoreError> {
+        // Google's credential chain builds HTTPS clients (for the metadata
+        // server among others), which need the provider installed first.
+        install_crypto_provider();
         let emulator = std::env::var("STORAGE_EMULATOR_HOST")
             .ok()
             .filter(|host| !host.is_empty());
@@ -166,7 +169,11 @@ impl GcsStore {
         match self.credentials.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => request = request.headers(data),
             Ok(CacheableResource::NotModified) => {}
-            Err(error) => return Err(format!("cannot get Google credentials: {error}")),
+            Err(error) => {
+                return Err(format!(
+                    "cannot get Google credentials ({error}); set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, run `gcloud auth application-default login`, or run on Google Cloud with a service account"
+                ))
+            }
         }
         if let Some(body) = body {
             request = request
@@ -182,9 +189,20 @@ impl GcsStore {
             .json_request(reqwest::Method::GET, &["b", &self.bucket], &[], None)
             .await
             .map_err(|error| {
+                if error.starts_with("cannot get Google credentials") {
+                    return self.error("", error);
+                }
+                let source = if std::env::var_os("STORAGE_EMULATOR_HOST").is_some() {
+                    "STORAGE_EMULATOR_HOST"
+                } else {
+                    "storage.endpoint"
+                };
                 self.error(
                     "",
-                    format!("cannot reach the bucket: {error}; check storage.endpoint"),
+                    format!(
+                        "cannot reach the bucket at {}: {error}; check {source}",
+                        self.endpoint
+                    ),
                 )
             })?;
         if response.status().is_success() {
