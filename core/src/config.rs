@@ -187,13 +187,48 @@ impl StorageConfig {
             }
         };
         match self.bucket.as_deref() {
-            Some(bucket) if !bucket.trim().is_empty() => Ok(kind),
+            Some(bucket) if !bucket.trim().is_empty() => {
+                validate_bucket_name(bucket, kind)?;
+                Ok(kind)
+            }
             _ => Err(format!(
                 "storage type '{}' needs a bucket: set storage.bucket",
                 self.kind
             )),
         }
     }
+}
+
+/// Checks a bucket name against the naming rules of S3 and GCS: 3 to 63
+/// lowercase letters, digits, `-` and `.` (and `_` on GCS), starting and
+/// ending with a letter or digit. GCS allows up to 222 characters when the
+/// name contains dots; Studio keeps to 63 for both.
+fn validate_bucket_name(bucket: &str, kind: StorageKind) -> Result<(), String> {
+    let allowed = |character: char| {
+        character.is_ascii_lowercase()
+            || character.is_ascii_digit()
+            || matches!(character, '-' | '.')
+            || (kind == StorageKind::Gcs && character == '_')
+    };
+    let edge = |character: Option<char>| {
+        character
+            .is_some_and(|character| character.is_ascii_lowercase() || character.is_ascii_digit())
+    };
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(allowed)
+        && edge(bucket.chars().next())
+        && edge(bucket.chars().last());
+    if valid {
+        return Ok(());
+    }
+    let extra = if kind == StorageKind::Gcs {
+        ", '_'"
+    } else {
+        ""
+    };
+    Err(format!(
+        "storage.bucket {bucket:?} is not a valid bucket name: use 3 to 63 lowercase letters, digits, '-', '.'{extra}, starting and ending with a letter or digit (an unset $VARIABLE stays as written)"
+    ))
 }
 
 /// Shows the storage type and bucket only: the other keys may hold
@@ -435,11 +470,8 @@ impl Config {
                 error.inner()
             ))
         })?;
-        config.validate().map_err(|message| {
-            invalid(format!(
-                "{message}; fix the value, or remove the key to use its default"
-            ))
-        })?;
+        // Each message of `validate` names the valid values.
+        config.validate().map_err(invalid)?;
         warnings.extend(config.unsupported_settings(origin));
         Ok((config, warnings))
     }
@@ -655,7 +687,7 @@ optimizer:
         assert_eq!(config.storage.region.as_deref(), Some("eu-west-1"));
         assert_eq!(config.storage.profile.as_deref(), Some("lab"));
 
-        let text = "storage:\n  type: gcs\n  bucket: b\n  project: p\n";
+        let text = "storage:\n  type: gcs\n  bucket: bucket-b\n  project: p\n";
         let (config, _) = Config::parse(text, "gcs.yaml", &no_env).unwrap();
         assert_eq!(config.storage.backend(), Ok(StorageKind::Gcs));
         assert_eq!(config.storage.project.as_deref(), Some("p"));
@@ -695,7 +727,7 @@ optimizer:
 
     #[test]
     fn storage_debug_hides_other_keys() {
-        let text = "storage:\n  type: s3\n  bucket: b\n  secret_key: hunter2\n";
+        let text = "storage:\n  type: s3\n  bucket: bucket-b\n  secret_key: hunter2\n";
         let (config, _) = Config::parse(text, "c.yaml", &no_env).unwrap();
         let shown = format!("{:?}", config.storage);
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -817,5 +849,40 @@ optimizer:
             .unwrap_err()
             .to_string();
         assert!(error.contains("at least 1 CPU"), "{error}");
+    }
+
+    #[test]
+    fn bucket_names_follow_the_naming_rules() {
+        for good in ["abc", "team-artifacts", "a.b.c", "x".repeat(63).as_str()] {
+            assert_eq!(
+                validate_bucket_name(good, StorageKind::S3),
+                Ok(()),
+                "{good}"
+            );
+        }
+        assert_eq!(validate_bucket_name("my_bucket", StorageKind::Gcs), Ok(()));
+        for bad in [
+            "b",
+            "Bad_Bucket!",
+            "$NOSUCHVAR",
+            "-abc",
+            "abc-",
+            "x".repeat(64).as_str(),
+        ] {
+            let error = validate_bucket_name(bad, StorageKind::S3).unwrap_err();
+            assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+        }
+        assert!(validate_bucket_name("my_bucket", StorageKind::S3).is_err());
+        let error = Config::parse(
+            "storage:\n  type: s3\n  bucket: $UNSET_BUCKET\n",
+            "c.yaml",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("an unset $VARIABLE stays as written"),
+            "{error}"
+        );
     }
 }

@@ -31,17 +31,26 @@ pub struct Client {
     pub paths: StudioPaths,
     /// Config file passed to a daemon that this client starts.
     pub config: Option<PathBuf>,
+    /// Set once the config file was checked against the running daemon.
+    config_checked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Client {
     pub fn new(paths: StudioPaths, config: Option<PathBuf>) -> Self {
-        Self { paths, config }
+        Self {
+            paths,
+            config,
+            config_checked: Default::default(),
+        }
     }
 
     /// Connects to the daemon, starting it first when nothing listens.
     async fn connect(&self) -> anyhow::Result<UnixStream> {
         match UnixStream::connect(&self.paths.socket).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                self.warn_if_config_changed();
+                return Ok(stream);
+            }
             Err(error) if is_absent(&error) => {}
             Err(error) => {
                 return Err(anyhow!(
@@ -59,6 +68,32 @@ impl Client {
                     self.paths.socket.display()
                 )
             })
+    }
+
+    /// Warns, once per client, when the config file changed after the
+    /// running daemon created its socket: studiod reads the config only
+    /// when it starts, so storage and server changes wait for a restart.
+    fn warn_if_config_changed(&self) {
+        if self
+            .config_checked
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let config = self
+            .config
+            .clone()
+            .unwrap_or_else(|| self.paths.config_file());
+        let modified =
+            |path: &std::path::Path| std::fs::metadata(path).and_then(|meta| meta.modified());
+        if let (Ok(changed), Ok(started)) = (modified(&config), modified(&self.paths.socket)) {
+            if changed > started {
+                eprintln!(
+                    "studio: warning: {} changed after studiod started, which reads it only at start; run `studio daemon stop` to apply it",
+                    config.display()
+                );
+            }
+        }
     }
 
     /// Connects only if a daemon is running; never starts one.
@@ -108,7 +143,7 @@ impl Client {
             .spawn()
             .with_context(|| format!("cannot start {} daemon run", executable.display()))?;
         eprintln!(
-            "studio: started studiod (pid {}, log {})",
+            "studio: starting studiod (pid {}, log {})",
             child.id(),
             log_path.display()
         );

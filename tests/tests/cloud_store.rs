@@ -678,7 +678,7 @@ fn studio_run_with_s3_store() {
         "no daemon log under {}",
         studio.studio_home().display()
     );
-    // The supervisor's launch file, which holds the script's environment,
+    // The supervisor's launch file, which contains the script's environment,
     // is gone once the supervisor has read it; so is every other copy.
     for (path, bytes) in files {
         assert!(
@@ -945,7 +945,7 @@ fn s3_store_uses_the_named_profile() {
 }
 
 /// A GCS store with no credentials anywhere stops studiod with an error
-/// that says where credentials come from. The metadata server is pointed
+/// that names where credentials come from. The metadata server is pointed
 /// at a closed loopback port, so the test reaches no real address.
 #[test]
 fn gcs_store_without_credentials_is_an_error() {
@@ -962,7 +962,7 @@ fn gcs_store_without_credentials_is_an_error() {
     std::fs::create_dir_all(studio.studio_home()).unwrap();
     std::fs::write(
         studio.studio_home().join("config.yaml"),
-        format!("storage:\n  type: gcs\n  bucket: b\n  endpoint: http://{closed}\n"),
+        format!("storage:\n  type: gcs\n  bucket: bucket-b\n  endpoint: http://{closed}\n"),
     )
     .unwrap();
     studio.write("train.py", "print('never runs')\n");

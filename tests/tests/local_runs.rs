@@ -265,6 +265,29 @@ fn broken_config_stops_any_command_first() {
 }
 
 #[test]
+fn config_changed_after_start_warns() {
+    let studio = Studio::new();
+    studio.ok(&["daemon", "start"]);
+    let quiet = studio.studio(&["runs", "list"]);
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(studio.studio_home().join("config.yaml"), "stop_grace: 5s\n").unwrap();
+    let warned = studio.studio(&["runs", "list"]);
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    assert!(
+        stderr(&warned).contains("changed after studiod started"),
+        "{}",
+        stderr(&warned)
+    );
+    assert!(
+        stderr(&warned).contains("studio daemon stop"),
+        "{}",
+        stderr(&warned)
+    );
+    studio.ok(&["daemon", "stop"]);
+}
+
+#[test]
 fn processes_left_by_the_script_are_ended() {
     let studio = Studio::new();
     // One child ends on SIGTERM; the other ignores it and needs SIGKILL.

@@ -117,6 +117,41 @@ pub fn pack(
     })
 }
 
+/// Appends the regular file `path` as `name`, with the header that
+/// `append_path_with_name` writes in deterministic mode, adding the bytes
+/// to `progress` as they are read so a large file shows progress too.
+fn append_counted<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    metadata: &std::fs::Metadata,
+    progress: &AtomicU64,
+) -> Result<(), PackError> {
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(metadata, tar::HeaderMode::Deterministic);
+    let reader = CountingReader {
+        inner: file,
+        progress,
+    };
+    builder
+        .append_data(&mut header, name, reader)
+        .map_err(io_error(path))
+}
+
+struct CountingReader<'a, R> {
+    inner: R,
+    progress: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.progress.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
 fn write_archive(
     source: &Path,
     is_dir: bool,
@@ -141,27 +176,22 @@ fn write_archive(
     if is_dir {
         for (path, name) in sorted_entries(source, honour_ignore_file)? {
             let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
-            builder
-                .append_path_with_name(&path, &name)
-                .map_err(io_error(&path))?;
             if metadata.is_file() {
+                append_counted(&mut builder, &path, &name, &metadata, progress)?;
                 files += 1;
-                progress.fetch_add(metadata.len(), Ordering::Relaxed);
+            } else {
+                builder
+                    .append_path_with_name(&path, &name)
+                    .map_err(io_error(&path))?;
             }
         }
     } else {
         let name = source
             .file_name()
             .ok_or_else(|| PackError::Missing(source.display().to_string()))?;
-        let mut file = std::fs::File::open(source).map_err(io_error(source))?;
-        builder
-            .append_file(name, &mut file)
-            .map_err(io_error(source))?;
+        let metadata = std::fs::metadata(source).map_err(io_error(source))?;
+        append_counted(&mut builder, source, Path::new(name), &metadata, progress)?;
         files = 1;
-        progress.fetch_add(
-            file.metadata().map_or(0, |metadata| metadata.len()),
-            Ordering::Relaxed,
-        );
     }
 
     let gzip = builder.into_inner().map_err(io_error(temp_path))?;
@@ -305,6 +335,45 @@ mod tests {
 
         std::fs::write(source.join("a.txt"), "changed").unwrap();
         assert_ne!(pack_dir(&source, false).digest, first.digest);
+    }
+
+    /// The archive is the one `append_path_with_name` writes, so blobs
+    /// packed before progress was counted per byte keep their digests.
+    #[test]
+    fn counted_files_match_the_tar_crate() {
+        let directory = tempfile::tempdir().unwrap();
+        let source = directory.path().join("data");
+        let long = "n".repeat(150);
+        std::fs::create_dir_all(source.join(&long)).unwrap();
+        std::fs::write(source.join("a.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            source.join("a.sh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(source.join(&long).join("big.bin"), vec![7u8; 300_000]).unwrap();
+        std::os::unix::fs::symlink("a.sh", source.join("link")).unwrap();
+
+        let progress = AtomicU64::new(0);
+        let temp = directory.path().join("tmp");
+        let packed = pack(&source, false, &temp, &progress).unwrap();
+        assert_eq!(progress.load(Ordering::Relaxed), 300_000 + 10);
+
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.mode(tar::HeaderMode::Deterministic);
+        builder.follow_symlinks(false);
+        for (path, name) in sorted_entries(&source, false).unwrap() {
+            builder.append_path_with_name(&path, &name).unwrap();
+        }
+        let expected = builder.into_inner().unwrap();
+        let mut actual = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&packed.temp_path).unwrap()),
+            &mut actual,
+        )
+        .unwrap();
+        assert_eq!(actual.len(), expected.len());
+        assert!(actual == expected, "the tar streams differ");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use super::remote::{blob_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
 use super::store::{ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -36,6 +36,8 @@ const READ_RANGE: u64 = 64 * 1024 * 1024;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// `storage.endpoint`, for messages; `None` for AWS itself.
+    endpoint: Option<String>,
     retry: RetryPolicy,
 }
 
@@ -55,6 +57,7 @@ impl S3Store {
         Ok(Self {
             client: client(config).await?,
             bucket: config.bucket.clone().unwrap_or_default(),
+            endpoint: config.endpoint.clone(),
             retry: RetryPolicy::for_config(config),
         })
     }
@@ -82,13 +85,15 @@ impl S3Store {
                 .is_some_and(|service| service.is_not_found()),
         };
         if !missing {
-            let error = head
-                .err()
-                .map(|error| DisplayErrorContext(error).to_string());
+            let error = head.err().map(|error| describe(&error));
+            let endpoint = self
+                .endpoint
+                .as_deref()
+                .unwrap_or("the AWS endpoint of the region");
             return Err(self.error(
                 "",
                 format!(
-                    "cannot reach the bucket: {}; check storage.endpoint, storage.region and the AWS credentials",
+                    "cannot reach the bucket at {endpoint}: {}; check storage.endpoint, storage.region and the AWS credentials",
                     error.unwrap_or_default()
                 ),
             ));
@@ -122,7 +127,7 @@ impl S3Store {
                 "",
                 format!(
                     "the bucket does not exist and cannot be created: {}; create it or use credentials that may",
-                    DisplayErrorContext(error)
+                    describe(&error)
                 ),
             )),
         }
@@ -150,7 +155,7 @@ impl S3Store {
                 .body(body)
                 .send()
                 .await
-                .map_err(|error| DisplayErrorContext(error).to_string())?;
+                .map_err(|error| describe(&error))?;
             sent.store(size, Ordering::Relaxed);
             return Ok(());
         }
@@ -162,7 +167,7 @@ impl S3Store {
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
-            .map_err(|error| DisplayErrorContext(error).to_string())?;
+            .map_err(|error| describe(&error))?;
         let upload_id = created
             .upload_id()
             .ok_or("the server returned no multipart upload id")?
@@ -180,7 +185,11 @@ impl S3Store {
                 .send()
                 .await
             {
-                tracing::warn!(key, error = %DisplayErrorContext(error), "cannot abort a failed multipart upload");
+                tracing::warn!(
+                    key,
+                    error = describe(&error),
+                    "cannot abort a failed multipart upload"
+                );
             }
         }
         result
@@ -224,7 +233,7 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|error| DisplayErrorContext(error).to_string())?;
+            .map_err(|error| describe(&error))?;
         Ok(())
     }
 
@@ -256,7 +265,7 @@ impl S3Store {
             .body(body)
             .send()
             .await
-            .map_err(|error| DisplayErrorContext(error).to_string())?;
+            .map_err(|error| describe(&error))?;
         Ok(CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(uploaded.e_tag().map(str::to_string))
@@ -286,7 +295,7 @@ impl S3Store {
             {
                 Ok(None)
             }
-            Err(error) => Err(self.error(key, DisplayErrorContext(error))),
+            Err(error) => Err(self.error(key, describe(&error))),
         }
     }
 
@@ -362,7 +371,7 @@ impl S3Store {
                                 "reading s3://{}/{} failed: {}",
                                 state.bucket,
                                 state.key,
-                                DisplayErrorContext(error)
+                                describe(&error)
                             )));
                         }
                         tokio::time::sleep(state.retry.delay(failures)).await;
@@ -395,7 +404,7 @@ impl S3Store {
             .send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| self.error(prefix, DisplayErrorContext(error)))?;
+            let page = page.map_err(|error| self.error(prefix, describe(&error)))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
                     let size = object
@@ -473,7 +482,7 @@ impl ArtifactStore for S3Store {
             .key(&key)
             .send()
             .await
-            .map_err(|error| self.error(&key, DisplayErrorContext(error)))?;
+            .map_err(|error| self.error(&key, describe(&error)))?;
         Ok(())
     }
 
@@ -564,4 +573,36 @@ impl ObjectReader for S3Store {
     async fn download(&self, key: &str, destination: &Path) -> Result<u64, StoreError> {
         self.download_object(key, destination).await
     }
+}
+
+/// Describes an SDK error in one line: the service's error code and
+/// message, or the root cause of a failed connection, without the raw
+/// response that `DisplayErrorContext` prints.
+fn describe<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            match (inner.code(), inner.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => inner.to_string(),
+            }
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_string(),
+        SdkError::DispatchFailure(_) => format!("cannot connect: {}", root_cause(error)),
+        _ => root_cause(error),
+    }
+}
+
+/// Returns the message of the innermost source of `error`.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
