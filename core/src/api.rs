@@ -208,6 +208,9 @@ pub struct CaptureState {
     /// that the upload runs.
     #[serde(default)]
     pub bytes_to_send: u64,
+    /// The last failed try of the upload while it waits for the next one.
+    #[serde(default)]
+    pub retrying: Option<String>,
 }
 
 impl fmt::Debug for RunRequest {

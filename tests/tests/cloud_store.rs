@@ -14,7 +14,7 @@ use studiod::artifacts::gcs::GcsStore;
 use studiod::artifacts::local::LocalStore;
 use studiod::artifacts::remote::{blob_key, RetryPolicy};
 use studiod::artifacts::s3::S3Store;
-use studiod::artifacts::store::{hex, ArtifactStore, StoreError};
+use studiod::artifacts::store::{hex, ArtifactStore, StoreError, UploadProgress};
 use tokio::io::AsyncReadExt as _;
 
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +136,7 @@ fn stage(staging: &Path, bytes: &[u8]) -> (PathBuf, String) {
 }
 
 fn uuid_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!("file-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
@@ -292,12 +292,12 @@ async fn large_blob_round_trip() {
         let (path, digest) = stage_large(&fixture.staging, 300 * 1024 * 1024);
 
         let size = 300 * 1024 * 1024;
-        let sent = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(UploadProgress::default());
         let upload = {
             let store = store.clone();
             let digest = digest.clone();
-            let sent = sent.clone();
-            tokio::spawn(async move { store.put_counting(&digest, &path, &sent).await })
+            let progress = progress.clone();
+            tokio::spawn(async move { store.put_counting(&digest, &path, &progress).await })
         };
         // A blob may appear just before `put` returns, but never partial.
         // The sent-bytes counter moves while the upload runs.
@@ -310,7 +310,7 @@ async fn large_blob_round_trip() {
                     "{backend:?}: a partial blob is visible while it uploads"
                 );
             }
-            let count = sent.load(Ordering::Relaxed);
+            let count = progress.sent.load(Ordering::Relaxed);
             if count > 0 && count < size {
                 partial_counts.push(count);
             }
@@ -322,7 +322,7 @@ async fn large_blob_round_trip() {
             "{backend:?}: the upload ended before visibility was checked"
         );
         assert!(upload.await.unwrap().unwrap(), "{backend:?}");
-        assert_eq!(sent.load(Ordering::Relaxed), size, "{backend:?}");
+        assert_eq!(progress.sent.load(Ordering::Relaxed), size, "{backend:?}");
         assert!(
             !partial_counts.is_empty(),
             "{backend:?}: no progress was counted while the upload ran"
@@ -828,6 +828,10 @@ fn s3_outage_fails_the_experiment() {
     let terminal = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{terminal}");
     assert!(terminal.contains("(uploading "), "{terminal}");
+    assert!(
+        terminal.contains("retrying: try 1 of 3 failed"),
+        "{terminal}"
+    );
     assert!(terminal.contains("artifacts not stored: "), "{terminal}");
     assert!(terminal.contains("model: "), "{terminal}");
 

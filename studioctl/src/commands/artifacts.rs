@@ -271,8 +271,12 @@ impl FinalCaptureReporter {
             .iter()
             .map(|state| {
                 if state.bytes_to_send > 0 {
+                    let retrying = state
+                        .retrying
+                        .as_deref()
+                        .map_or(String::new(), |retrying| format!("; retrying: {retrying}"));
                     format!(
-                        "{} (uploading {} of {})",
+                        "{} (uploading {} of {}{retrying})",
                         state.tag,
                         human_bytes(state.bytes_sent),
                         human_bytes(state.bytes_to_send)

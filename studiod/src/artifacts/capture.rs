@@ -3,6 +3,7 @@
 //! capture before `ExperimentFinished`, and freeing blobs on delete.
 
 use super::pack::{self, Packed};
+use super::store::UploadProgress;
 use super::validate_tag;
 use crate::api::ApiError;
 use crate::daemon::Daemon;
@@ -49,7 +50,7 @@ pub struct Plan {
 struct Counters {
     read: Arc<AtomicU64>,
     to_read: AtomicU64,
-    sent: Arc<AtomicU64>,
+    upload: Arc<UploadProgress>,
     to_send: AtomicU64,
 }
 
@@ -374,7 +375,8 @@ impl Daemon {
                 tag: tag.clone(),
                 bytes_read: counters.read.load(Ordering::Relaxed),
                 bytes_total: counters.to_read.load(Ordering::Relaxed),
-                bytes_sent: counters.sent.load(Ordering::Relaxed),
+                bytes_sent: counters.upload.sent.load(Ordering::Relaxed),
+                retrying: counters.upload.retrying(),
                 bytes_to_send: counters.to_send.load(Ordering::Relaxed),
             })
             .collect();
@@ -487,7 +489,7 @@ impl Daemon {
             let added = self
                 .artifacts
                 .store
-                .put_counting(&packed.digest, &packed.temp_path, &counters.sent)
+                .put_counting(&packed.digest, &packed.temp_path, &counters.upload)
                 .await
                 .map_err(|error| error.to_string())?;
             tracing::debug!(

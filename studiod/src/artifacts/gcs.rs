@@ -15,8 +15,10 @@
 //! When `STORAGE_EMULATOR_HOST` is set (the variable Google's other client
 //! libraries read), requests go to that emulator without credentials.
 
-use super::remote::{blob_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
-use super::store::{ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader};
+use super::remote::{blob_key, retry_reporting, ObjectReader, RetryPolicy, BLOB_PREFIX};
+use super::store::{
+    ArtifactStore, BlobInfo, BlobReader, StoreError, UploadProgress, VerifyingReader,
+};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use google_cloud_gax::retry_policy::RetryPolicyExt as _;
 use google_cloud_storage::client::Storage;
@@ -24,7 +26,7 @@ use google_cloud_storage::model_ext::ReadRange;
 use google_cloud_storage::retry_policy::RetryableErrors;
 use google_cloud_storage::streaming_source::{Seek, SizeHint, StreamingSource};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use studio_core::config::StorageConfig;
 
@@ -265,7 +267,12 @@ impl GcsStore {
     /// bytes under the same name, so the write is idempotent and the client
     /// may retry it. NOTE: not `ifGenerationMatch=0`, which fake-gcs-server
     /// 1.54 rejects with 412 for objects that do not exist.
-    async fn upload(&self, key: &str, source: &Path, sent: &Arc<AtomicU64>) -> Result<(), String> {
+    async fn upload(
+        &self,
+        key: &str,
+        source: &Path,
+        progress: &Arc<UploadProgress>,
+    ) -> Result<(), String> {
         let file = tokio::fs::File::open(source)
             .await
             .map_err(|error| format!("cannot open {}: {error}", source.display()))?;
@@ -277,10 +284,10 @@ impl GcsStore {
             .await
             .map_err(|error| error.to_string())?
             .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
-        sent.store(0, Ordering::Relaxed);
+        progress.sent.store(0, Ordering::Relaxed);
         let payload = CountingFile {
             file,
-            sent: sent.clone(),
+            progress: progress.clone(),
         };
         self.storage
             .write_object(self.bucket_path(), key, payload)
@@ -401,7 +408,7 @@ fn file_crc32c(path: &Path) -> std::io::Result<u32> {
 /// client; a resumed upload seeks back and the count follows.
 struct CountingFile {
     file: tokio::fs::File,
-    sent: Arc<AtomicU64>,
+    progress: Arc<UploadProgress>,
 }
 
 impl StreamingSource for CountingFile {
@@ -414,7 +421,7 @@ impl StreamingSource for CountingFile {
             Ok(0) => None,
             Ok(read) => {
                 buffer.truncate(read);
-                self.sent.fetch_add(read as u64, Ordering::Relaxed);
+                self.progress.sent.fetch_add(read as u64, Ordering::Relaxed);
                 Some(Ok(buffer.freeze()))
             }
         }
@@ -432,7 +439,7 @@ impl Seek for CountingFile {
     async fn seek(&mut self, offset: u64) -> Result<(), Self::Error> {
         use tokio::io::AsyncSeekExt as _;
         self.file.seek(std::io::SeekFrom::Start(offset)).await?;
-        self.sent.store(offset, Ordering::Relaxed);
+        self.progress.sent.store(offset, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -443,10 +450,11 @@ impl ArtifactStore for GcsStore {
         &self,
         digest: &str,
         source: &Path,
-        sent: &Arc<AtomicU64>,
+        progress: &Arc<UploadProgress>,
     ) -> Result<bool, StoreError> {
         let key = blob_key(digest)?;
-        let stored = retry(&self.retry, &key, |attempt| {
+        let report = |retrying| progress.set_retrying(retrying);
+        let stored = retry_reporting(&self.retry, &key, &report, |attempt| {
             let key = key.clone();
             async move {
                 if attempt > 1 {
@@ -463,7 +471,7 @@ impl ArtifactStore for GcsStore {
                 {
                     return Ok(false);
                 }
-                self.upload(&key, source, sent).await?;
+                self.upload(&key, source, progress).await?;
                 Ok(true)
             }
         })

@@ -2,10 +2,11 @@
 //! (`storage: type: local`, the default).
 
 use super::store::{
-    validate_digest, ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader,
+    validate_digest, ArtifactStore, BlobInfo, BlobReader, StoreError, UploadProgress,
+    VerifyingReader,
 };
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Blobs live in `<root>/blobs/<digest>.tar.gz`; `<root>/tmp` holds files
@@ -43,7 +44,7 @@ impl ArtifactStore for LocalStore {
         &self,
         digest: &str,
         source: &Path,
-        sent: &Arc<AtomicU64>,
+        progress: &Arc<UploadProgress>,
     ) -> Result<bool, StoreError> {
         let target = self.blob_path(digest)?;
         if tokio::fs::try_exists(&target).await.unwrap_or(false) {
@@ -65,7 +66,7 @@ impl ArtifactStore for LocalStore {
             let _ = tokio::fs::remove_file(source).await;
         }
         if let Ok(metadata) = tokio::fs::metadata(&target).await {
-            sent.store(metadata.len(), Ordering::Relaxed);
+            progress.sent.store(metadata.len(), Ordering::Relaxed);
         }
         Ok(true)
     }

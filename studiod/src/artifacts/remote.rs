@@ -87,9 +87,21 @@ impl RetryPolicy {
 
 /// Runs `operation` (given the number of the try, from 1) until it
 /// succeeds or `policy.attempts` tries failed; returns the last error.
-pub async fn retry<T, F, Fut>(
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, operation: F) -> Result<T, String>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    retry_reporting(policy, what, &|_| {}, operation).await
+}
+
+/// Runs `operation` as [`retry`] does, and calls `report` with a line on
+/// the failed try while it waits for the next one, then with `None` when
+/// the operation ends.
+pub async fn retry_reporting<T, F, Fut>(
     policy: &RetryPolicy,
     what: &str,
+    report: &(dyn Fn(Option<String>) + Send + Sync),
     mut operation: F,
 ) -> Result<T, String>
 where
@@ -97,21 +109,28 @@ where
     Fut: Future<Output = Result<T, String>>,
 {
     let mut attempt = 1;
-    loop {
+    let result = loop {
         match operation(attempt).await {
-            Ok(value) => return Ok(value),
+            Ok(value) => break Ok(value),
             Err(error) if attempt >= policy.attempts => {
                 tracing::error!(object = what, attempt, %error, "cloud store operation failed; no retries left");
-                return Err(format!("{error} (after {attempt} tries)"));
+                break Err(format!("{error} (after {attempt} tries)"));
             }
             Err(error) => {
                 let delay = policy.delay(attempt);
                 tracing::warn!(object = what, attempt, %error, ?delay, "cloud store operation failed; retrying");
+                report(Some(format!(
+                    "try {attempt} of {} failed, next in {}s: {error}",
+                    policy.attempts,
+                    delay.as_secs()
+                )));
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
         }
-    }
+    };
+    report(None);
+    result
 }
 
 /// Writes a byte stream to `destination` through a temporary file in the

@@ -9,8 +9,10 @@
 //! its key only once `CompleteMultipartUpload` succeeds. A failed multipart
 //! upload is aborted so that its parts do not linger.
 
-use super::remote::{blob_key, retry, ObjectReader, RetryPolicy, BLOB_PREFIX};
-use super::store::{ArtifactStore, BlobInfo, BlobReader, StoreError, VerifyingReader};
+use super::remote::{blob_key, retry_reporting, ObjectReader, RetryPolicy, BLOB_PREFIX};
+use super::store::{
+    ArtifactStore, BlobInfo, BlobReader, StoreError, UploadProgress, VerifyingReader,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -425,14 +427,15 @@ impl ArtifactStore for S3Store {
         &self,
         digest: &str,
         source: &Path,
-        sent: &Arc<AtomicU64>,
+        progress: &Arc<UploadProgress>,
     ) -> Result<bool, StoreError> {
         let key = blob_key(digest)?;
         let size = tokio::fs::metadata(source)
             .await
             .map_err(|error| StoreError::io(source, error))?
             .len();
-        let stored = retry(&self.retry, &key, |attempt| {
+        let report = |retrying| progress.set_retrying(retrying);
+        let stored = retry_reporting(&self.retry, &key, &report, |attempt| {
             let key = key.clone();
             async move {
                 if attempt > 1 {
@@ -449,7 +452,7 @@ impl ArtifactStore for S3Store {
                 {
                     return Ok(false);
                 }
-                self.upload(&key, source, size, sent).await?;
+                self.upload(&key, source, size, &progress.sent).await?;
                 Ok(true)
             }
         })

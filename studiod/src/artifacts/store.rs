@@ -56,14 +56,13 @@ pub trait ArtifactStore: Send + Sync {
         self.put_counting(digest, source, &Arc::default()).await
     }
 
-    /// Stores a blob as [`put`](Self::put) does, keeping `sent` at the
-    /// bytes sent to the store so far for a progress display. A backend
-    /// that starts an upload over sets it back.
+    /// Stores a blob as [`put`](Self::put) does, keeping `progress` up to
+    /// date for a progress display.
     async fn put_counting(
         &self,
         digest: &str,
         source: &Path,
-        sent: &Arc<AtomicU64>,
+        progress: &Arc<UploadProgress>,
     ) -> Result<bool, StoreError>;
 
     /// Opens a blob for streaming.
@@ -75,6 +74,31 @@ pub trait ArtifactStore: Send + Sync {
     async fn delete(&self, digest: &str) -> Result<(), StoreError>;
 
     async fn list(&self) -> Result<Vec<BlobInfo>, StoreError>;
+}
+
+/// Progress of one upload to the store.
+#[derive(Debug, Default)]
+pub struct UploadProgress {
+    /// Bytes of the blob sent so far; set back when an upload starts over.
+    pub sent: AtomicU64,
+    /// The last failed try while the upload waits to try again.
+    retrying: std::sync::Mutex<Option<String>>,
+}
+
+impl UploadProgress {
+    pub fn set_retrying(&self, retrying: Option<String>) {
+        *self
+            .retrying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = retrying;
+    }
+
+    pub fn retrying(&self) -> Option<String> {
+        self.retrying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Checks that `digest` is a SHA-256 in lowercase hex, so that it can name a
