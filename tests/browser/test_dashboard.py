@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from conftest import wait_until
@@ -59,6 +59,24 @@ def click_in_row(browser, key, by, value):
         return False
 
 
+def click_by_id(browser, element_id):
+    """Click the element with `element_id`; return False when a live update
+    redrew it first (or it is not there yet), so the caller can try again."""
+    try:
+        browser.find_element(By.ID, element_id).click()
+        return True
+    except (StaleElementReferenceException, NoSuchElementException):
+        return False
+
+
+def output_ended(browser):
+    """Return the output panel's `data-ended`, finding the panel afresh."""
+    try:
+        return browser.find_element(By.ID, "output").get_attribute("data-ended")
+    except (StaleElementReferenceException, NoSuchElementException):
+        return None
+
+
 def test_follow_stop_and_delete(studio, browser):
     studio.write("loop.py", LOOP)
     studio.write("hello.py", "print('hello from Studio')\n")
@@ -79,7 +97,8 @@ def test_follow_stop_and_delete(studio, browser):
     wait_until("the output to grow while the experiment runs", lambda: len(output.text) > before + 20)
     screenshot(browser, "dashboard-experiment.png")
 
-    browser.find_element(By.ID, "stop").click()
+    # The header with the stop button is redrawn on live updates.
+    wait_until("the stop button to be clicked", lambda: click_by_id(browser, "stop"))
     wait_until(
         "the page to show the stop (live, from /api/v1/events)",
         lambda: text_of(browser, "status") == "stopped",
@@ -87,7 +106,7 @@ def test_follow_stop_and_delete(studio, browser):
         f"API status {studio.experiment(followed)['status']!r}, log {browser.get_log('browser')}",
     )
     assert studio.experiment(followed)["status"] == "stopped"
-    wait_until("the output stream to end", lambda: output.get_attribute("data-ended") == "stopped")
+    wait_until("the output stream to end", lambda: output_ended(browser) == "stopped")
 
     open_page(browser, studio, "#/all")
     wait_until("the list", lambda: row(browser, other))
