@@ -60,8 +60,8 @@ def click_in_row(browser, key, by, value):
 
 
 def click_by_id(browser, element_id):
-    """Click the element with `element_id`; return False when a live update
-    redrew it first (or it is not there yet), so the caller can try again."""
+    """Click the element with `element_id`. Return False when it is not
+    there yet or a live update redrew it first, so the caller can retry."""
     try:
         browser.find_element(By.ID, element_id).click()
         return True
