@@ -80,10 +80,10 @@ fn resources_text(resources: &studio_core::config::Resources) -> String {
     if let Some(cpus) = resources.cpus {
         parts.push(format!("cpus {cpus}"));
     }
-    if let Some(gpus) = resources
-        .gpus
-        .or(resources.gpu_count.map(|count| count as i32))
-    {
+    let gpu_count = resources
+        .gpu_count
+        .and_then(|count| i32::try_from(count).ok());
+    if let Some(gpus) = resources.gpus.or(gpu_count) {
         parts.push(format!("gpus {gpus}"));
     }
     for (name, value) in [

@@ -118,7 +118,7 @@ pub fn main(run_dir: &Path) -> i32 {
             return 2;
         }
     };
-    // The spec holds the user's environment, secrets included, and nothing
+    // The spec contains the user's environment, secrets included. Nothing
     // reads it after this point, so it does not stay on disk.
     if let Err(error) = fs::remove_file(run_dir.join(SPEC_FILE)) {
         eprintln!("studiod supervise: cannot remove {SPEC_FILE}: {error}");

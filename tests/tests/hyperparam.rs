@@ -135,15 +135,15 @@ fn grid_of_nine_runs_two_at_a_time() {
     assert!(first_row.contains("score=33.0000"), "{table}");
 
     // `runs show` prints the values that the experiment ran with.
-    let shown = run_ok(
+    let record_text = run_ok(
         &studio,
         &["runs", "show", experiments[8]["key"].as_str().expect("key")],
     );
-    assert!(shown.contains("hyperparam: a=1\n"), "{shown}");
-    assert!(shown.contains("hyperparam: b=1\n"), "{shown}");
+    assert!(record_text.contains("hyperparam: a=1\n"), "{record_text}");
+    assert!(record_text.contains("hyperparam: b=1\n"), "{record_text}");
     assert!(
-        shown.contains("resources:  cpus 2, gpus 0, ram 3g, hdd 60g\n"),
-        "{shown}"
+        record_text.contains("resources:  cpus 2, gpus 0, ram 3g, hdd 60g\n"),
+        "{record_text}"
     );
 
     // A grid search leaves nothing of its own behind once it ended (the

@@ -137,7 +137,7 @@ mod tests {
         let locks = BlobLocks::default();
         let first = "00".repeat(32);
         let other = "01".repeat(32);
-        let _held = locks.lock(&first).await;
+        let _first_guard = locks.lock(&first).await;
         let wait = Duration::from_millis(100);
         assert!(
             tokio::time::timeout(wait, locks.lock(&other)).await.is_ok(),

@@ -81,22 +81,10 @@ pub fn pack(
     temp_dir: &Path,
     progress: &AtomicU64,
 ) -> Result<Packed, PackError> {
-    let metadata = std::fs::metadata(source).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => PackError::Missing(source.display().to_string()),
-        _ => PackError::Io {
-            path: source.display().to_string(),
-            source: error,
-        },
-    })?;
+    let metadata = source_metadata(source)?;
     std::fs::create_dir_all(temp_dir).map_err(io_error(temp_dir))?;
     let temp_path = temp_dir.join(format!("pack-{}.tar.gz", uuid::Uuid::new_v4().simple()));
-    let result = write_archive(
-        source,
-        metadata.is_dir(),
-        honour_ignore_file,
-        &temp_path,
-        progress,
-    );
+    let result = write_archive(source, &metadata, honour_ignore_file, &temp_path, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(&temp_path);
     }
@@ -114,6 +102,18 @@ pub fn pack(
         size,
         files,
         file,
+    })
+}
+
+/// Reads the metadata of the source to pack; a missing source is
+/// [`PackError::Missing`].
+fn source_metadata(source: &Path) -> Result<std::fs::Metadata, PackError> {
+    std::fs::metadata(source).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => PackError::Missing(source.display().to_string()),
+        _ => PackError::Io {
+            path: source.display().to_string(),
+            source: error,
+        },
     })
 }
 
@@ -154,7 +154,7 @@ impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
 
 fn write_archive(
     source: &Path,
-    is_dir: bool,
+    metadata: &std::fs::Metadata,
     honour_ignore_file: bool,
     temp_path: &Path,
     progress: &AtomicU64,
@@ -173,7 +173,7 @@ fn write_archive(
     builder.follow_symlinks(false);
 
     let mut files = 0u64;
-    if is_dir {
+    if metadata.is_dir() {
         for (path, name) in sorted_entries(source, honour_ignore_file)? {
             let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
             if metadata.is_file() {
@@ -189,8 +189,7 @@ fn write_archive(
         let name = source
             .file_name()
             .ok_or_else(|| PackError::Missing(source.display().to_string()))?;
-        let metadata = std::fs::metadata(source).map_err(io_error(source))?;
-        append_counted(&mut builder, source, Path::new(name), &metadata, progress)?;
+        append_counted(&mut builder, source, Path::new(name), metadata, progress)?;
         files = 1;
     }
 
@@ -220,13 +219,7 @@ pub fn fingerprint(source: &Path, honour_ignore_file: bool) -> Result<(String, u
         "v2 ignore={honour_ignore_file}\n{}\n",
         source.display()
     ));
-    let metadata = std::fs::metadata(source).map_err(|error| match error.kind() {
-        std::io::ErrorKind::NotFound => PackError::Missing(source.display().to_string()),
-        _ => PackError::Io {
-            path: source.display().to_string(),
-            source: error,
-        },
-    })?;
+    let metadata = source_metadata(source)?;
     let entries = if metadata.is_dir() {
         sorted_entries(source, honour_ignore_file)?
     } else {

@@ -87,12 +87,12 @@ impl RetryPolicy {
 
 /// Runs `operation` (given the number of the try, from 1) until it
 /// succeeds or `policy.attempts` tries failed; returns the last error.
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, operation: F) -> Result<T, String>
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, object: &str, operation: F) -> Result<T, String>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    retry_reporting(policy, what, &|_| {}, operation).await
+    retry_reporting(policy, object, &|_| {}, operation).await
 }
 
 /// Runs `operation` as [`retry`] does, and calls `report` with a line on
@@ -100,7 +100,7 @@ where
 /// the operation ends.
 pub async fn retry_reporting<T, F, Fut>(
     policy: &RetryPolicy,
-    what: &str,
+    object: &str,
     report: &(dyn Fn(Option<String>) + Send + Sync),
     mut operation: F,
 ) -> Result<T, String>
@@ -113,12 +113,12 @@ where
         match operation(attempt).await {
             Ok(value) => break Ok(value),
             Err(error) if attempt >= policy.attempts => {
-                tracing::error!(object = what, attempt, %error, "cloud store operation failed; no retries left");
+                tracing::error!(object, attempt, %error, "cloud store operation failed; no retries left");
                 break Err(format!("{error} (after {attempt} tries)"));
             }
             Err(error) => {
                 let delay = policy.delay(attempt);
-                tracing::warn!(object = what, attempt, %error, ?delay, "cloud store operation failed; retrying");
+                tracing::warn!(object, attempt, %error, ?delay, "cloud store operation failed; retrying");
                 report(Some(format!(
                     "try {attempt} of {} failed, next in {}s: {error}",
                     policy.attempts,
